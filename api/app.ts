@@ -1,0 +1,98 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import passport from 'passport';
+import { AppError, toProblem } from '../core/errors.ts';
+import { useBearerTokens } from './auth/bearer.ts';
+import { catalogRoutes } from './catalog/catalog.routes.ts';
+import type { ApiDeps } from './context.ts';
+import { instancesRoutes } from './instances/instances.routes.ts';
+import { ordersRoutes } from './orders/orders.routes.ts';
+import { organizationsRoutes } from './organizations/organizations.routes.ts';
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+const dashboardDir = path.resolve(import.meta.dirname, '..', 'dashboard');
+
+/** Takes the caller's `X-Request-Id` when it is sane, makes one otherwise, and echoes it. */
+const requestId =
+  (deps: ApiDeps): RequestHandler =>
+  (req, res, next) => {
+    const given = req.get('x-request-id');
+    const id = given && REQUEST_ID.test(given) ? given : randomUUID();
+    res.locals.requestId = id;
+    res.locals.log = deps.log.child({ requestId: id });
+    res.set('X-Request-Id', id);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      res.locals.log.info('request', {
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+      });
+    });
+    next();
+  };
+
+/** Bodies of writes must be JSON; anything else is refused before it is read. */
+const requireJson: RequestHandler = (req, _res, next) => {
+  const hasBody = Number(req.get('content-length') ?? 0) > 0 || req.get('transfer-encoding') !== undefined;
+  if (hasBody && !req.is('application/json')) {
+    return next(new AppError('unsupported_media_type', 'Send the body as application/json.'));
+  }
+  next();
+};
+
+/** Authenticates a bearer token when one is sent; routes decide whether one is required. */
+const optionalBearer: RequestHandler = (req, res, next) => {
+  if (!req.get('authorization')) return next();
+  passport.authenticate('bearer', { session: false }, (error: unknown, user: Express.User | false) => {
+    if (error) return next(error);
+    if (!user) return next(new AppError('unauthenticated', 'The API token is invalid, expired or revoked.'));
+    req.user = user;
+    next();
+  })(req, res, next);
+};
+
+const notFound: RequestHandler = (req, _res, next) => {
+  next(new AppError('not_found', `No route ${req.method} ${req.path}.`));
+};
+
+/** Every error leaves as problem+json; unforeseen ones are logged with their cause, not shown. */
+const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
+  const bodyError = error as { type?: string };
+  const appError =
+    bodyError.type === 'entity.parse.failed'
+      ? new AppError('malformed_json', 'The request body is not valid JSON.')
+      : bodyError.type === 'entity.too.large'
+        ? new AppError('payload_too_large', 'The request body is larger than 100 kB.')
+        : error;
+  const problem = toProblem(appError, { instance: req.originalUrl, requestId: res.locals.requestId });
+  if (problem.status >= 500)
+    res.locals.log?.error('request failed', { error, stack: (error as Error)?.stack });
+  res.status(problem.status).type('application/problem+json').json(problem);
+};
+
+/** The control API and the dashboard, as one express application. */
+export function makeApp(deps: ApiDeps): express.Express {
+  useBearerTokens(deps);
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+  app.use(requestId(deps));
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    await deps.db.$queryRaw`select 1`;
+    res.json({ status: 'ready' });
+  });
+  app.get('/', (_req, res) => res.redirect('/dashboard/'));
+  app.use('/dashboard', express.static(dashboardDir, { index: 'index.html', maxAge: '5m' }));
+  app.use(requireJson, express.json({ limit: '100kb', strict: true }));
+  app.use(passport.initialize(), optionalBearer);
+  app.use(catalogRoutes(deps), organizationsRoutes(deps), ordersRoutes(deps), instancesRoutes(deps));
+  app.use(notFound);
+  app.use(problemHandler);
+  return app;
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env -S node --import tsx
+import type { Server } from 'node:http';
+import path from 'node:path';
+import { Command } from 'commander';
+import { makeApp } from '../api/app.ts';
+import { ensureFirstOpsUser } from '../api/auth/first-ops-user.ts';
+import { type Config, ConfigError, loadConfig, type MasterKey } from '../core/config.ts';
+import { makeSecretBox, readOrCreateLocalMasterKey } from '../core/crypto.ts';
+import { type EmbeddedDatabase, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
+import { type Logger, makeLogger } from '../core/log.ts';
+import { seedCatalog } from '../core/seed.ts';
+import { startWorker } from '../provisioner/worker.ts';
+
+/** Stops the process with one clear line; no stack trace for a mistake the user can fix. */
+function fail(message: string): never {
+  console.error(`woolly: ${message}`);
+  process.exit(2);
+}
+
+function boot(): { config: Config; log: Logger } {
+  try {
+    const config = loadConfig();
+    return { config, log: makeLogger(config) };
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message);
+    throw error;
+  }
+}
+
+/** The configured database, or the embedded one under the data directory. */
+async function openDatabase(
+  config: Config,
+  log: Logger,
+  allowEmbedded: boolean,
+): Promise<{ url: string; embedded?: EmbeddedDatabase }> {
+  if (config.databaseUrl) return { url: config.databaseUrl };
+  if (!allowEmbedded)
+    fail('DATABASE_URL is required for this command (only `woolly start` runs an embedded PostgreSQL)');
+  log.info('no DATABASE_URL: starting embedded PostgreSQL', {
+    dataDir: path.resolve(config.dataDir),
+    port: config.embeddedPgPort,
+  });
+  const embedded = await startEmbeddedPostgres({
+    dir: config.dataDir,
+    port: config.embeddedPgPort,
+    database: 'woolly',
+    log,
+  });
+  return { url: embedded.url, embedded };
+}
+
+async function masterKeys(config: Config, log: Logger): Promise<MasterKey[]> {
+  if (config.masterKeys.length > 0) return config.masterKeys;
+  const file = path.resolve(config.dataDir, 'master.key');
+  log.warn('WOOLLY_MASTER_KEYS is not set: using a local key file (development only)', { file });
+  return [await readOrCreateLocalMasterKey(file)];
+}
+
+/** Runs `release` functions in reverse order on SIGINT/SIGTERM, then exits. */
+function onShutdown(log: Logger, releases: (() => Promise<unknown>)[]): void {
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal });
+    for (const release of releases.reverse()) {
+      await release().catch((error: unknown) => log.error('shutdown step failed', { error }));
+    }
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+async function run(options: { api: boolean; worker: boolean; embedded: boolean }): Promise<void> {
+  const { config, log } = boot();
+  const releases: (() => Promise<unknown>)[] = [];
+  onShutdown(log, releases);
+  const database = await openDatabase(config, log, options.embedded);
+  if (database.embedded) releases.push(database.embedded.release);
+  const box = makeSecretBox(await masterKeys(config, log));
+  if (options.embedded) {
+    const applied = await migrate(database.url);
+    if (applied.length > 0) log.info('migrations applied', { migrations: applied });
+  }
+  const db = makePrisma(database.url);
+  releases.push(() => db.$disconnect());
+  if (options.embedded) await seedCatalog(db);
+
+  if (options.worker) {
+    const worker = await startWorker({
+      db,
+      box,
+      log,
+      databaseUrl: database.url,
+      concurrency: config.workerConcurrency,
+    });
+    releases.push(() => worker.release());
+  }
+  if (options.api) {
+    const server: Server = makeApp({ db, config, log }).listen(config.port, config.host);
+    await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+    releases.push(() => new Promise((resolve) => server.close(resolve)));
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    const ops = await ensureFirstOpsUser(db, config.baseDomain);
+    if (ops) {
+      console.log(
+        [
+          'First start: created the ops user. These credentials are shown this once; store them now.',
+          `  email:     ${ops.email}`,
+          `  password:  ${ops.password}`,
+          `  API token: ${ops.token}`,
+        ].join('\n'),
+      );
+    }
+    console.log(
+      `Woolly is ready at ${url}  (dashboard ${url}/dashboard/, API ${url}/v1, health ${url}/healthz)`,
+    );
+  } else {
+    console.log('Woolly worker is running');
+  }
+}
+
+const program = new Command('woolly').description('Control plane for hosted Mastodon servers');
+
+program
+  .command('start')
+  .description('API, dashboard and worker in one process; embedded PostgreSQL when DATABASE_URL is unset')
+  .action(() => run({ api: true, worker: true, embedded: true }));
+program
+  .command('serve')
+  .description('API and dashboard only (stateless; run several)')
+  .action(() => run({ api: true, worker: false, embedded: false }));
+program
+  .command('worker')
+  .description('job runner only: provisioning and billing jobs (run several)')
+  .action(() => run({ api: false, worker: true, embedded: false }));
+program
+  .command('migrate')
+  .description('apply pending database migrations')
+  .action(async () => {
+    const { config, log } = boot();
+    const database = await openDatabase(config, log, true);
+    const applied = await migrate(database.url);
+    console.log(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'the database is up to date');
+    await database.embedded?.release();
+  });
+program
+  .command('seed')
+  .description('bring the plan and add-on catalog in line with the code')
+  .action(async () => {
+    const { config, log } = boot();
+    const database = await openDatabase(config, log, true);
+    const db = makePrisma(database.url);
+    await seedCatalog(db);
+    await db.$disconnect();
+    await database.embedded?.release();
+    console.log('catalog seeded');
+  });
+
+await program
+  .parseAsync()
+  .catch((error: unknown) => fail(error instanceof Error ? error.message : String(error)));

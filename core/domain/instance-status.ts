@@ -1,0 +1,51 @@
+import type { Tx } from '../db.ts';
+import { AppError } from '../errors.ts';
+import type { InstanceStatus } from '../generated/prisma/enums.ts';
+
+export type { InstanceStatus };
+
+/**
+ * The instance lifecycle (ARCHITECTURE.md): every status change goes through `transition`,
+ * which checks it against this table and applies it only if nobody changed the row meanwhile.
+ */
+const NEXT: Record<InstanceStatus, readonly InstanceStatus[]> = {
+  pending_payment: ['provisioning', 'deleting', 'failed'],
+  provisioning: ['running', 'deleting', 'failed'],
+  running: ['updating', 'suspended', 'deleting', 'failed'],
+  updating: ['running', 'deleting', 'failed'],
+  suspended: ['running', 'deleting', 'failed'],
+  deleting: ['deleted', 'failed'],
+  deleted: [],
+  failed: ['provisioning', 'updating', 'deleting'],
+};
+
+export function canTransition(from: InstanceStatus, to: InstanceStatus): boolean {
+  return NEXT[from].includes(to);
+}
+
+/**
+ * Moves an instance from `from` to `to`. Throws `conflict` when the move is not allowed or
+ * the instance is no longer in `from` (someone else moved it first).
+ */
+export async function transition(
+  tx: Tx,
+  instanceId: string,
+  from: InstanceStatus,
+  to: InstanceStatus,
+  changes: { statusReason?: string | null; observedGeneration?: number } = {},
+): Promise<void> {
+  if (!canTransition(from, to)) {
+    throw new AppError('conflict', `An instance cannot go from ${from} to ${to}.`);
+  }
+  const { count } = await tx.instance.updateMany({
+    where: { id: instanceId, status: from },
+    data: {
+      status: to,
+      statusReason: changes.statusReason ?? null,
+      ...(changes.observedGeneration === undefined ? {} : { observedGeneration: changes.observedGeneration }),
+    },
+  });
+  if (count !== 1) {
+    throw new AppError('conflict', `The instance is no longer ${from}; it was changed meanwhile.`);
+  }
+}

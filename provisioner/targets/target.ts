@@ -1,0 +1,16 @@
+import type { KubeObject } from '../manifests/render-instance.ts';
+
+/** Where an instance's objects go: a real cluster, or the dry-run store. */
+export interface ClusterTarget {
+  /** True when nothing really runs: the instance is provisioned *in dry-run*. */
+  readonly dryRun: boolean;
+  /**
+   * Makes the instance's objects on the target exactly `objects` (server-side apply on a
+   * cluster), removing objects of the instance that are no longer rendered.
+   */
+  apply(
+    instanceId: string,
+    generation: number,
+    objects: KubeObject[],
+  ): Promise<{ applied: number; pruned: number }>;
+}

@@ -1,0 +1,59 @@
+import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { makeApp } from '../../api/app.ts';
+import { loadConfig } from '../../core/config.ts';
+import type { Db } from '../../core/db.ts';
+import { makeLogger } from '../../core/log.ts';
+
+export interface TestApp {
+  url: string;
+  /** Everything the app logged, one JSON object a line. */
+  logs(): string;
+  release(): Promise<void>;
+}
+
+/** The real express app over a real database, listening on a free loopback port. */
+export async function startTestApp(db: Db, env: Record<string, string> = {}): Promise<TestApp> {
+  const config = loadConfig({ NODE_ENV: 'test', ...env });
+  const stream = new PassThrough();
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const app = makeApp({ db, config, log: makeLogger(config, stream) });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    logs: () => Buffer.concat(chunks).toString('utf8'),
+    release: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** fetch with a bearer token and a JSON body, returning status, headers and parsed body. */
+export async function call(
+  url: string,
+  options: {
+    method?: string;
+    token?: string;
+    body?: unknown;
+    rawBody?: string;
+    headers?: Record<string, string>;
+  } = {},
+): Promise<{ status: number; headers: Headers; body: any }> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  let body: string | undefined;
+  if (options.body !== undefined || options.rawBody !== undefined) {
+    headers['content-type'] ??= 'application/json';
+    body = options.rawBody ?? JSON.stringify(options.body);
+  }
+  const response = await fetch(url, { method: options.method ?? (body ? 'POST' : 'GET'), headers, body });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    // Not JSON (e.g. the dashboard's HTML); the text is the body.
+  }
+  return { status: response.status, headers: response.headers, body: parsed };
+}
