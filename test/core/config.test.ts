@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig, parseMasterKeys } from '../../core/config.ts';
+
+const b64key = (bytes = 32) => randomBytes(bytes).toString('base64');
+const PROD_DB = 'postgresql://woolly@db.internal:5432/woolly';
+
+/** Runs loadConfig and returns the ConfigError it must throw. */
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('loadConfig accepted an invalid environment');
+}
+
+describe('loadConfig', () => {
+  test('an empty environment gives the documented defaults', () => {
+    assert.deepEqual(loadConfig({}), {
+      env: 'development',
+      databaseUrl: undefined,
+      dataDir: './data',
+      embeddedPgPort: 54329,
+      host: '127.0.0.1',
+      port: 3000,
+      baseDomain: 'woolly.test',
+      masterKeys: [],
+      mastodonVersion: 'v4.5.11',
+      billingProvider: 'none',
+      workerConcurrency: 4,
+      log: { level: 'info', format: 'json' },
+    });
+  });
+
+  test('numbers are parsed from strings and the base domain is lower-cased', () => {
+    const config = loadConfig({
+      PORT: '8080',
+      WOOLLY_WORKER_CONCURRENCY: '16',
+      WOOLLY_BASE_DOMAIN: 'Hosted.Example.COM',
+      LOG_FORMAT: 'pretty',
+      DATABASE_URL: PROD_DB,
+    });
+    assert.equal(config.port, 8080);
+    assert.equal(config.workerConcurrency, 16);
+    assert.equal(config.baseDomain, 'hosted.example.com');
+    assert.equal(config.log.format, 'pretty');
+    assert.equal(config.databaseUrl, PROD_DB);
+  });
+
+  test('a port outside 0..65535 is refused', () => {
+    assert.match(configError({ PORT: '70000' }).message, /\bPORT\b/);
+  });
+
+  test('several bad variables give one single-line error naming each of them', () => {
+    const error = configError({
+      PORT: 'not-a-port',
+      WOOLLY_BILLING_PROVIDER: 'paypal',
+      DATABASE_URL: 'mysql://woolly@db.internal/woolly',
+    });
+    assert.doesNotMatch(error.message, /[\r\n]/);
+    assert.match(error.message, /\bPORT\b/);
+    assert.match(error.message, /\bWOOLLY_BILLING_PROVIDER\b/);
+    assert.match(error.message, /\bDATABASE_URL\b/);
+  });
+
+  test('the error never echoes a DATABASE_URL, though it shows other bad values', () => {
+    const url = 'mysql://woolly:hunter2-db-password@db.internal/woolly';
+    const error = configError({ DATABASE_URL: url, WOOLLY_BILLING_PROVIDER: 'paypal' });
+    assert.match(error.message, /\bDATABASE_URL\b/);
+    assert.ok(!error.message.includes('hunter2-db-password'), error.message);
+    assert.ok(!error.message.includes(url), error.message);
+    assert.match(error.message, /paypal/, 'non-secret values are shown to help the operator');
+  });
+
+  test('the error never echoes a WOOLLY_MASTER_KEYS value', () => {
+    const secret = Buffer.from('hunter2-master-key-material').toString('base64');
+    for (const value of [`k1:${secret}`, 'k1:hunter2-not-base64', `k1:${b64key()}:hunter2-extra`]) {
+      const error = configError({ WOOLLY_MASTER_KEYS: value });
+      assert.match(error.message, /\bWOOLLY_MASTER_KEYS\b/);
+      assert.ok(!error.message.includes('hunter2'), error.message);
+      assert.ok(!error.message.includes(secret), error.message);
+    }
+  });
+
+  test('several master keys are kept in order, so the first one is the active key', () => {
+    const [newKey, oldKey] = [b64key(), b64key()];
+    const config = loadConfig({ WOOLLY_MASTER_KEYS: `k2:${newKey}, k1:${oldKey}` });
+    assert.deepEqual(
+      config.masterKeys.map((k) => k.id),
+      ['k2', 'k1'],
+    );
+    assert.deepEqual(config.masterKeys[0]?.key, Buffer.from(newKey, 'base64'));
+    assert.deepEqual(config.masterKeys[1]?.key, Buffer.from(oldKey, 'base64'));
+  });
+
+  test('a master key that is not exactly 32 bytes is refused', () => {
+    for (const bytes of [16, 31, 33, 64]) {
+      assert.match(configError({ WOOLLY_MASTER_KEYS: `k1:${b64key(bytes)}` }).message, /WOOLLY_MASTER_KEYS/);
+    }
+  });
+
+  test('a list with one bad entry among good ones is refused', () => {
+    assert.throws(() => parseMasterKeys(`k1:${b64key()},k2:${b64key(16)}`), ConfigError);
+    assert.throws(() => parseMasterKeys(`k1:${b64key()},`), ConfigError);
+  });
+
+  test('a master key id must be a short plain identifier', () => {
+    for (const id of ['', 'has space', 'a'.repeat(33), 'dot.ted']) {
+      assert.throws(() => parseMasterKeys(`${id}:${b64key()}`), ConfigError, `id ${JSON.stringify(id)}`);
+    }
+  });
+
+  test('two master keys with the same id are refused', () => {
+    assert.throws(() => parseMasterKeys(`k1:${b64key()},k1:${b64key()}`), ConfigError);
+  });
+
+  test('production refuses to start without WOOLLY_MASTER_KEYS', () => {
+    const error = configError({ NODE_ENV: 'production', DATABASE_URL: PROD_DB });
+    assert.match(error.message, /WOOLLY_MASTER_KEYS/);
+  });
+
+  test('production refuses to start without DATABASE_URL', () => {
+    const error = configError({ NODE_ENV: 'production', WOOLLY_MASTER_KEYS: `k1:${b64key()}` });
+    assert.match(error.message, /DATABASE_URL/);
+  });
+
+  test('production starts with both WOOLLY_MASTER_KEYS and DATABASE_URL', () => {
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      DATABASE_URL: PROD_DB,
+      WOOLLY_MASTER_KEYS: `k1:${b64key()}`,
+    });
+    assert.equal(config.env, 'production');
+    assert.equal(config.masterKeys.length, 1);
+  });
+
+  test('production without either variable names both in the one error', () => {
+    const error = configError({ NODE_ENV: 'production' });
+    assert.match(error.message, /WOOLLY_MASTER_KEYS/);
+    assert.match(error.message, /DATABASE_URL/);
+  });
+
+  test('a bad master key is named together with the other bad variables', () => {
+    const error = configError({ PORT: 'abc', WOOLLY_MASTER_KEYS: `k1:${b64key(16)}` });
+    assert.match(error.message, /\bPORT\b/);
+    assert.match(error.message, /WOOLLY_MASTER_KEYS/);
+  });
+});
