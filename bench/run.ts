@@ -1,0 +1,199 @@
+/**
+ * `npm run bench [-- api]`: throughput and latency of Woolly's API next to a bare express
+ * baseline serving the same bytes in the same process, so the figure that matters is the
+ * ratio (what auth, validation, PostgreSQL and Prisma cost), not a machine-dependent number.
+ * Results go to bench/results/<name>.json. Duration per scenario: BENCH_SECONDS (default 10).
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import autocannon from 'autocannon';
+import express from 'express';
+import { makeApp } from '../api/app.ts';
+import { loadConfig } from '../core/config.ts';
+import { makeApiToken } from '../core/crypto.ts';
+import { makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
+import { makeLogger } from '../core/log.ts';
+import { seedCatalog } from '../core/seed.ts';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const connections = 10;
+const root = path.resolve(import.meta.dirname, '..');
+
+type Scenario = {
+  name: string;
+  url: string;
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: () => string;
+};
+type Result = { name: string; requestsPerSecond: number; p50Ms: number; p99Ms: number; non2xx: number };
+
+async function measure(scenario: Scenario): Promise<Result> {
+  const instance = autocannon({
+    url: scenario.url,
+    method: scenario.method ?? 'GET',
+    connections,
+    duration: seconds,
+    headers: scenario.headers,
+    requests: scenario.body
+      ? [{ setupRequest: (request) => ({ ...request, body: scenario.body?.() }) }]
+      : undefined,
+  });
+  const result = await instance;
+  return {
+    name: scenario.name,
+    requestsPerSecond: Math.round(result.requests.average),
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    non2xx: result.non2xx,
+  };
+}
+
+async function listen(app: express.Express): Promise<{ url: string; close(): Promise<void> }> {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
+  const db = makePrisma(databaseUrl);
+  await seedCatalog(db);
+  const token = makeApiToken();
+  const user = await db.user.create({
+    data: {
+      email: `bench-${Date.now()}@example.test`,
+      staffRole: 'admin',
+      apiTokens: {
+        create: { name: 'bench', prefix: token.prefix, tokenHash: token.hash, scopes: ['admin'] },
+      },
+    },
+  });
+  const org = await db.organization.create({
+    data: {
+      name: 'Bench',
+      slug: `bench-${Date.now()}`,
+      memberships: { create: { userId: user.id, role: 'owner' } },
+    },
+  });
+  const plan = await db.plan.findUniqueOrThrow({ where: { code: 'starter' } });
+  await db.instance.createMany({
+    data: Array.from({ length: 1000 }, (_, i) => ({
+      organizationId: org.id,
+      planId: plan.id,
+      domain: `bench-${i}-${Date.now()}.woolly.test`,
+      mastodonVersion: 'v4.5.11',
+      status: 'running' as const,
+      spec: { addons: [] },
+    })),
+  });
+
+  const config = loadConfig({
+    NODE_ENV: 'production',
+    DATABASE_URL: databaseUrl,
+    WOOLLY_MASTER_KEYS: `b:${Buffer.alloc(32).toString('base64')}`,
+    LOG_LEVEL: 'warn',
+  });
+  const woolly = await listen(makeApp({ db, config, log: makeLogger(config, new PassThrough().resume()) }));
+  const auth = { authorization: `Bearer ${token.token}`, 'content-type': 'application/json' };
+  const listBody = await (await fetch(`${woolly.url}/v1/instances?limit=50`, { headers: auth })).text();
+
+  const bare = express();
+  bare.get('/instances', (_req, res) => {
+    res.type('application/json').send(listBody);
+  });
+  bare.post('/orders', express.json(), (req, res) => {
+    res.status(201).json({ ...req.body, id: crypto.randomUUID(), status: 'paid' });
+  });
+  const baseline = await listen(bare);
+
+  let sequence = 0;
+  const orderBody = () =>
+    JSON.stringify({
+      organizationId: org.id,
+      plan: 'starter',
+      domain: `o${process.pid}x${sequence++}.woolly.test`,
+      addons: [],
+    });
+
+  const results = [];
+  for (const scenario of [
+    { name: 'baseline GET (bare express, same bytes)', url: `${baseline.url}/instances` },
+    {
+      name: 'GET /v1/instances?limit=50 (token, 1,000 instances)',
+      url: `${woolly.url}/v1/instances?limit=50`,
+      headers: auth,
+    },
+    {
+      name: 'baseline POST (bare express, JSON echo)',
+      url: `${baseline.url}/orders`,
+      method: 'POST' as const,
+      headers: auth,
+      body: orderBody,
+    },
+    {
+      name: 'POST /v1/orders (order + instance + subscription + job)',
+      url: `${woolly.url}/v1/orders`,
+      method: 'POST' as const,
+      headers: auth,
+      body: orderBody,
+    },
+  ]) {
+    results.push(await measure(scenario));
+    console.log(JSON.stringify(results.at(-1)));
+  }
+  await woolly.close();
+  await baseline.close();
+  await db.$disconnect();
+  const [getBase, getWoolly, postBase, postWoolly] = results as [Result, Result, Result, Result];
+  return {
+    connections,
+    seconds,
+    results,
+    ratios: {
+      listVsBaseline: +(getWoolly.requestsPerSecond / getBase.requestsPerSecond).toFixed(3),
+      orderVsBaseline: +(postWoolly.requestsPerSecond / postBase.requestsPerSecond).toFixed(3),
+    },
+  };
+}
+
+const benches: Record<string, (databaseUrl: string) => Promise<Record<string, unknown>>> = { api: benchApi };
+const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(benches);
+const unknown = names.filter((name) => !benches[name]);
+if (unknown.length > 0) {
+  console.error(`bench: unknown benchmark ${unknown.join(', ')}; known: ${Object.keys(benches).join(', ')}`);
+  process.exit(2);
+}
+
+const dir = await mkdtemp(path.join(os.tmpdir(), 'woolly-bench-'));
+const pg = await startEmbeddedPostgres({
+  dir,
+  port: 54390 + Math.floor(Math.random() * 500),
+  database: 'woolly_bench',
+});
+try {
+  await migrate(pg.url);
+  await mkdir(path.join(root, 'bench', 'results'), { recursive: true });
+  for (const name of names) {
+    const result = {
+      name,
+      at: new Date().toISOString(),
+      node: process.version,
+      cpus: os.availableParallelism(),
+      ...(await benches[name]?.(pg.url)),
+    };
+    await writeFile(
+      path.join(root, 'bench', 'results', `${name}.json`),
+      `${JSON.stringify(result, null, 2)}\n`,
+    );
+    console.log(`bench ${name}:`, JSON.stringify(result.ratios));
+  }
+} finally {
+  await pg.release();
+  await rm(dir, { recursive: true, force: true });
+}
