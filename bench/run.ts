@@ -180,7 +180,7 @@ try {
   await migrate(pg.url);
   await mkdir(path.join(root, 'bench', 'results'), { recursive: true });
   for (const name of names) {
-    const result = {
+    const result: Record<string, unknown> = {
       name,
       at: new Date().toISOString(),
       node: process.version,
