@@ -52,6 +52,20 @@ async function measure(scenario: Scenario): Promise<Result> {
   };
 }
 
+/**
+ * autocannon stops by closing its sockets; handlers of requests in flight then still finish
+ * their transactions. Wait for those before disconnecting, so no connection is cut mid-way.
+ */
+async function drain(db: ReturnType<typeof makePrisma>): Promise<void> {
+  for (let waited = 0; waited < 10_000; waited += 100) {
+    const [busy] = await db.$queryRaw<{ n: bigint }[]>`
+      select count(*) as n from pg_stat_activity
+       where datname = current_database() and pid <> pg_backend_pid() and state <> 'idle'`;
+    if (Number(busy?.n) === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 async function listen(app: express.Express): Promise<{ url: string; close(): Promise<void> }> {
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
@@ -149,6 +163,7 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
   }
   await woolly.close();
   await baseline.close();
+  await drain(db);
   await db.$disconnect();
   const [getBase, getWoolly, postBase, postWoolly] = results as [Result, Result, Result, Result];
   return {

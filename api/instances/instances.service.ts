@@ -1,7 +1,9 @@
 import type { Db } from '../../core/db.ts';
 import { AppError } from '../../core/errors.ts';
+import type { InstanceStatus } from '../../core/generated/prisma/enums.ts';
 import type { Actor } from '../context.ts';
-import { visibleInstances } from '../policy.ts';
+import { isStaff, visibleInstances } from '../policy.ts';
+import { findInstanceSummaries, type InstanceSummaryRow } from './instances.repository.ts';
 
 const durationMs = (start: Date, end: Date | null) => (end ? end.getTime() - start.getTime() : null);
 
@@ -9,15 +11,14 @@ const durationMs = (start: Date, end: Date | null) => (end ? end.getTime() - sta
 export async function listInstances(
   db: Db,
   actor: Actor,
-  filter: { status?: string | undefined; limit: number },
+  filter: { status?: InstanceStatus | undefined; limit: number },
 ) {
-  const instances = await db.instance.findMany({
-    where: { ...visibleInstances(actor), ...(filter.status ? { status: filter.status as never } : {}) },
-    include: { plan: true, cluster: true, addons: { include: { addonType: true } } },
-    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
-    take: filter.limit,
+  const rows = await findInstanceSummaries(db, {
+    memberUserId: isStaff(actor) ? null : actor.userId,
+    status: filter.status,
+    limit: filter.limit,
   });
-  return instances.map(presentSummary);
+  return rows.map(presentSummary);
 }
 
 /** One instance with its operations, steps and the manifests applied to its target. */
@@ -38,7 +39,14 @@ export async function getInstance(db: Db, actor: Actor, id: string) {
   });
   if (!instance) throw new AppError('not_found', `No instance ${id}.`);
   return {
-    ...presentSummary(instance),
+    ...presentSummary({
+      ...instance,
+      planCode: instance.plan.code,
+      planName: instance.plan.name,
+      clusterName: instance.cluster?.name ?? null,
+      clusterTarget: instance.cluster?.target ?? null,
+      addons: instance.addons.map((addon) => addon.addonType.code).sort(),
+    }),
     operations: instance.operations.map((op) => ({
       id: op.id,
       kind: op.kind,
@@ -69,40 +77,23 @@ export async function getInstance(db: Db, actor: Actor, id: string) {
   };
 }
 
-type SummaryInput = {
-  id: string;
-  organizationId: string;
-  domain: string;
-  flavor: string;
-  mastodonVersion: string;
-  status: string;
-  statusReason: string | null;
-  generation: number;
-  observedGeneration: number;
-  createdAt: Date;
-  updatedAt: Date;
-  plan: { code: string; name: string };
-  cluster: { name: string; target: string } | null;
-  addons: { addonType: { code: string } }[];
-};
-
-function presentSummary(instance: SummaryInput) {
+function presentSummary(row: InstanceSummaryRow) {
   return {
-    id: instance.id,
-    organizationId: instance.organizationId,
-    domain: instance.domain,
-    plan: { code: instance.plan.code, name: instance.plan.name },
-    status: instance.status,
-    statusReason: instance.statusReason,
-    /** True when the instance lives on the dry-run target: rendered and stored, never really running. */
-    dryRun: instance.cluster?.target === 'dry_run',
-    cluster: instance.cluster ? { name: instance.cluster.name } : null,
-    flavor: instance.flavor,
-    mastodonVersion: instance.mastodonVersion,
-    addons: instance.addons.map((addon) => addon.addonType.code),
-    generation: instance.generation,
-    observedGeneration: instance.observedGeneration,
-    createdAt: instance.createdAt,
-    updatedAt: instance.updatedAt,
+    id: row.id,
+    organizationId: row.organizationId,
+    domain: row.domain,
+    plan: { code: row.planCode, name: row.planName },
+    status: row.status,
+    statusReason: row.statusReason,
+    /** True on the dry-run target: rendered and stored, never really running. */
+    dryRun: row.clusterTarget === 'dry_run',
+    cluster: row.clusterName ? { name: row.clusterName } : null,
+    flavor: row.flavor,
+    mastodonVersion: row.mastodonVersion,
+    addons: row.addons,
+    generation: row.generation,
+    observedGeneration: row.observedGeneration,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
   };
 }
