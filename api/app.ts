@@ -1,17 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import passport from 'passport';
 import { AppError, toProblem } from '../core/errors.ts';
 import { useBearerTokens } from './auth/bearer.ts';
-import { catalogRoutes } from './catalog/catalog.routes.ts';
+import { catalogHandlers } from './catalog/catalog.routes.ts';
 import type { ApiDeps } from './context.ts';
-import { instancesRoutes } from './instances/instances.routes.ts';
-import { ordersRoutes } from './orders/orders.routes.ts';
-import { organizationsRoutes } from './organizations/organizations.routes.ts';
+import { instancesHandlers } from './instances/instances.routes.ts';
+import { mountOperations, openApiDocument } from './openapi.ts';
+import { ordersHandlers } from './orders/orders.routes.ts';
+import { organizationsHandlers } from './organizations/organizations.routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const dashboardDir = path.resolve(import.meta.dirname, '..', 'dashboard');
+const docsDir = path.resolve(import.meta.dirname, 'docs');
+const swaggerUiDir = path.dirname(fileURLToPath(import.meta.resolve('swagger-ui-dist/package.json')));
 
 /** Takes the caller's `X-Request-Id` when it is sane, makes one otherwise, and echoes it. */
 const requestId =
@@ -80,18 +84,28 @@ export function makeApp(deps: ApiDeps): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
   app.use(requestId(deps));
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  app.get('/readyz', async (_req, res) => {
-    await deps.db.$queryRaw`select 1`;
-    res.json({ status: 'ready' });
-  });
   app.get('/', (_req, res) => res.redirect('/dashboard/'));
   app.use('/dashboard', express.static(dashboardDir, { index: 'index.html', maxAge: '5m' }));
+  app.get('/v1/openapi.json', (_req, res) => {
+    res.json(openApiDocument);
+  });
+  app.use('/docs/assets', express.static(swaggerUiDir, { maxAge: '1h', index: false }));
+  app.use('/docs', express.static(docsDir, { index: 'index.html' }));
   app.use(requireJson, express.json({ limit: '100kb', strict: true }));
   app.use(passport.initialize(), optionalBearer);
-  app.use(catalogRoutes(deps), organizationsRoutes(deps), ordersRoutes(deps), instancesRoutes(deps));
+  app.use(
+    mountOperations({
+      getHealth: (_req, res) => res.json({ status: 'ok' }),
+      getReadiness: async (_req, res) => {
+        await deps.db.$queryRaw`select 1`;
+        res.json({ status: 'ready' });
+      },
+      ...catalogHandlers(deps),
+      ...organizationsHandlers(deps),
+      ...ordersHandlers(deps),
+      ...instancesHandlers(deps),
+    }),
+  );
   app.use(notFound);
   app.use(problemHandler);
   return app;

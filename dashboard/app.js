@@ -40,7 +40,8 @@ function render(instances) {
   });
   $('instances').replaceChildren(...rows);
   const running = instances.filter((instance) => instance.status === 'running').length;
-  $('summary').textContent = `${instances.length} servers, ${running} running`;
+  $('summary').textContent =
+    `${instances.length} ${instances.length === 1 ? 'server' : 'servers'}, ${running} running`;
 }
 
 async function refresh() {

@@ -229,6 +229,27 @@ test('the dashboard page lists the instances with their status', async (t) => {
   }
 });
 
+test('the API reference page renders the served OpenAPI document', async (t) => {
+  const document = await call(`${baseUrl}/v1/openapi.json`);
+  assert.equal(document.status, 200);
+  assert.equal(document.body.openapi, '3.1.0');
+  assert.ok(document.body.paths['/v1/orders'].post);
+  const browser = await launchChromium(t);
+  if (!browser) return;
+  try {
+    const page = await browser.newPage();
+    const failed: string[] = [];
+    page.on('requestfailed', (request) => failed.push(request.url()));
+    await page.goto(`${baseUrl}/docs`);
+    await page.getByText('Order a hosted Mastodon server').first().waitFor({ timeout: 15_000 });
+    assert.ok(await page.getByText('/v1/instances/{id}').first().isVisible());
+    assert.deepEqual(failed, [], 'the page loads nothing from outside');
+    await page.screenshot({ path: path.join(root, 'test-artifacts', 'api-reference.png') });
+  } finally {
+    await browser.close();
+  }
+});
+
 test('SIGTERM stops the process cleanly', async () => {
   woolly.kill('SIGTERM');
   const code = await new Promise((resolve) => woolly.once('exit', resolve));

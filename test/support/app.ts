@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { makeApp } from '../../api/app.ts';
+import { findOperation, responseErrors } from '../../api/openapi.ts';
 import { loadConfig } from '../../core/config.ts';
 import type { Db } from '../../core/db.ts';
 import { makeLogger } from '../../core/log.ts';
@@ -27,6 +28,25 @@ export async function startTestApp(db: Db, env: Record<string, string> = {}): Pr
     logs: () => Buffer.concat(chunks).toString('utf8'),
     release: () => new Promise((resolve) => server.close(() => resolve())),
   };
+}
+
+/**
+ * Every response of a documented operation must match api/openapi.yaml: its status must be
+ * documented, and its body must match that status's schema (problem+json for errors).
+ */
+function assertDocumented(method: string, pathname: string, response: Response, body: unknown): void {
+  const operation = findOperation(method, pathname);
+  if (!operation) return;
+  const errors = responseErrors(operation.operationId, response.status, body);
+  if (errors.length > 0) {
+    throw new Error(
+      `${method} ${pathname} → ${response.status} does not match the OpenAPI document: ${errors.join('; ')}`,
+    );
+  }
+  const expected = response.status >= 400 ? 'application/problem+json' : 'application/json';
+  const type = response.headers.get('content-type') ?? '';
+  if (!type.startsWith(expected))
+    throw new Error(`${method} ${pathname} → ${response.status} is ${type}, not ${expected}`);
 }
 
 /** fetch with a bearer token and a JSON body, returning status, headers and parsed body. */
@@ -56,5 +76,6 @@ export async function call(
   } catch {
     // Not JSON (e.g. the dashboard's HTML); the text is the body.
   }
+  assertDocumented(options.method ?? (body ? 'POST' : 'GET'), new URL(url).pathname, response, parsed);
   return { status: response.status, headers: response.headers, body: parsed };
 }

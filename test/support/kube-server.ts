@@ -1,0 +1,319 @@
+/**
+ * A real Kubernetes API server for tests: etcd plus kube-apiserver, built from Go modules by
+ * test/support/kube/build.sh into a cache outside the repo (see test/support/kube/README.md).
+ * There is no kubelet, scheduler or controller-manager: objects are stored, validated,
+ * defaulted, authorized (RBAC) and server-side applied, but nothing acts on them.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface KubeApiServer {
+  /** `https://127.0.0.1:<port>` */
+  url: string;
+  /** Bearer token of `woolly-admin`, in group `system:masters` (allowed everything). */
+  adminToken: string;
+  /** Bearer tokens of the extra users asked for in `startKubeApiServer({ users })`, by name. */
+  tokens: Record<string, string>;
+  /** A kubeconfig for the admin that trusts the server's CA (no insecure-skip-tls-verify). */
+  kubeconfigYaml: string;
+  /** PEM of the self-signed CA kube-apiserver generated for its serving certificate. */
+  caCert: string;
+  /** Stops kube-apiserver and etcd and removes their temp folder. */
+  release(): Promise<void>;
+}
+
+export interface KubeApiServerOptions {
+  /** Extra token users, e.g. restricted users for RBAC tests (no groups unless given). */
+  users?: Array<{ name: string; groups?: string[] }>;
+}
+
+export interface KubeBinaries {
+  dir: string;
+  kubeApiServer: string;
+  etcd: string;
+  kubernetesVersion: string;
+  etcdVersion: string;
+}
+
+const kubeModuleDir = path.join(import.meta.dirname, 'kube');
+const READY_TIMEOUT_MS = 90_000;
+const LOG_LINES = 200;
+
+function moduleVersion(goMod: string, module: string): string {
+  const escaped = module.replaceAll('.', '\\.');
+  const match = new RegExp(`(?:^|\\s)${escaped}\\s+(v\\S+)`, 'm').exec(goMod);
+  if (!match?.[1]) throw new Error(`${module} is not required in ${path.join(kubeModuleDir, 'go.mod')}`);
+  return match[1];
+}
+
+/**
+ * Where build.sh puts kube-apiserver and etcd (versions read from test/support/kube/go.mod, the
+ * same way build.sh reads them). Throws, naming build.sh, when either binary is missing.
+ */
+export function kubeBinaries(): KubeBinaries {
+  const goMod = readFileSync(path.join(kubeModuleDir, 'go.mod'), 'utf8');
+  const kubernetesVersion = moduleVersion(goMod, 'k8s.io/kubernetes');
+  const etcdVersion = moduleVersion(goMod, 'go.etcd.io/etcd/server/v3');
+  const cache = process.env.WOOLLY_KUBE_CACHE || path.join(os.homedir(), '.cache', 'woolly', 'kube');
+  const dir = path.join(cache, `${kubernetesVersion}-etcd-${etcdVersion}`);
+  const binaries = {
+    dir,
+    kubeApiServer: path.join(dir, 'kube-apiserver'),
+    etcd: path.join(dir, 'etcd'),
+    kubernetesVersion,
+    etcdVersion,
+  };
+  const missing = [binaries.kubeApiServer, binaries.etcd].filter((file) => !existsSync(file));
+  if (missing.length > 0) {
+    throw new Error(
+      `kube-apiserver ${kubernetesVersion} and etcd ${etcdVersion} are not built (missing ${missing.join(', ')}): ` +
+        'run `bash test/support/kube/build.sh` once (needs Go and the Go module proxy; several minutes the first time)',
+    );
+  }
+  return binaries;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (typeof address !== 'object' || !address) throw new Error('no free port');
+  return address.port;
+}
+
+interface Managed {
+  name: string;
+  child: ChildProcess;
+  lines: string[];
+  exited: Promise<void>;
+  exitCode(): string | null;
+}
+
+/** Spawns a server process, keeping the last lines of its output for error messages. */
+function run(name: string, command: string, args: string[]): Managed {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let status: string | null = null;
+  const keep = (chunk: Buffer) => {
+    lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    if (lines.length > LOG_LINES) lines.splice(0, lines.length - LOG_LINES);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<void>((resolve) => {
+    child.once('error', (error) => {
+      status = `failed to start: ${error.message}`;
+      resolve();
+    });
+    child.once('exit', (code, signal) => {
+      status = signal ? `killed by ${signal}` : `exited with code ${code}`;
+      resolve();
+    });
+  });
+  return { name, child, lines, exited, exitCode: () => status };
+}
+
+async function stop(processes: Managed[]): Promise<void> {
+  await Promise.all(
+    processes.map(async (managed) => {
+      if (managed.exitCode() !== null) return;
+      managed.child.kill('SIGTERM');
+      const timer = setTimeout(() => managed.child.kill('SIGKILL'), 10_000);
+      await managed.exited;
+      clearTimeout(timer);
+    }),
+  );
+}
+
+function tail(managed: Managed, count = 25): string {
+  const status = managed.exitCode() ?? 'still running';
+  return `--- ${managed.name} (${status}), last lines ---\n${managed.lines.slice(-count).join('\n')}`;
+}
+
+function get(
+  url: string,
+  options: https.RequestOptions = {},
+): Promise<{ status: number; body: string } | undefined> {
+  const client = url.startsWith('https:') ? https : http;
+  return new Promise((resolve) => {
+    const request = client.get(url, { ...options, timeout: 5_000 }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+      response.on('error', () => resolve(undefined));
+    });
+    request.on('timeout', () => request.destroy());
+    request.on('error', () => resolve(undefined));
+  });
+}
+
+/** The CA of kube-apiserver's self-signed bundle (serving cert, then its CA); '' until written. */
+function caOf(bundle: string): string {
+  const blocks = bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const ca = blocks.find((pem) => new X509Certificate(pem).ca);
+  return ca ? `${ca}\n` : '';
+}
+
+function kubeconfig(url: string, caCert: string, token: string): string {
+  const ca = Buffer.from(caCert).toString('base64');
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: woolly-test',
+    '  cluster:',
+    `    server: ${url}`,
+    `    certificate-authority-data: ${ca}`,
+    'users:',
+    '- name: woolly-admin',
+    '  user:',
+    `    token: ${token}`,
+    'contexts:',
+    '- name: woolly-test',
+    '  context:',
+    '    cluster: woolly-test',
+    '    user: woolly-admin',
+    'current-context: woolly-test',
+    '',
+  ].join('\n');
+}
+
+const token = () => randomBytes(24).toString('hex');
+
+/**
+ * Starts etcd and kube-apiserver on free loopback ports with a fresh temp folder, and resolves
+ * once `/readyz` answers ok (about 10-20 s). Fails after 90 s with both processes' last lines.
+ */
+export async function startKubeApiServer(options: KubeApiServerOptions = {}): Promise<KubeApiServer> {
+  const binaries = kubeBinaries();
+  const root = await mkdtemp(path.join(os.tmpdir(), 'woolly-kube-'));
+  const processes: Managed[] = [];
+  const killOnExit = () => {
+    for (const managed of processes) if (managed.exitCode() === null) managed.child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await stop(processes);
+    process.removeListener('exit', killOnExit);
+    await rm(root, { recursive: true, force: true });
+  };
+
+  try {
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    const failure = (what: string) =>
+      new Error(`${what}\n${processes.map((managed) => tail(managed)).join('\n')}`);
+    const waitFor = async (what: string, check: () => Promise<boolean>) => {
+      while (!(await check())) {
+        const dead = processes.find((managed) => managed.exitCode() !== null);
+        if (dead) throw failure(`${dead.name} stopped while waiting for ${what}`);
+        if (Date.now() > deadline) throw failure(`${what} not ready within ${READY_TIMEOUT_MS / 1000} s`);
+        await sleep(250);
+      }
+    };
+
+    // etcd: one member, loopback only, data in the temp folder.
+    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const etcdUrl = `http://127.0.0.1:${clientPort}`;
+    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    processes.push(
+      run('etcd', binaries.etcd, [
+        '--name=woolly-test',
+        `--data-dir=${path.join(root, 'etcd')}`,
+        `--listen-client-urls=${etcdUrl}`,
+        `--advertise-client-urls=${etcdUrl}`,
+        `--listen-peer-urls=${peerUrl}`,
+        `--initial-advertise-peer-urls=${peerUrl}`,
+        `--initial-cluster=woolly-test=${peerUrl}`,
+        '--initial-cluster-state=new',
+        '--unsafe-no-fsync',
+        '--log-level=warn',
+      ]),
+    );
+
+    // kube-apiserver's inputs: a service-account key pair and a token file.
+    const certDir = path.join(root, 'certs');
+    await mkdir(certDir, { mode: 0o700 });
+    const saKey = path.join(root, 'service-account.key');
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    await writeFile(saKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    const adminToken = token();
+    const tokens: Record<string, string> = {};
+    const csv = [`${adminToken},woolly-admin,woolly-admin,"system:masters"`];
+    for (const user of options.users ?? []) {
+      tokens[user.name] = token();
+      const groups = user.groups?.length ? `,"${user.groups.join(',')}"` : '';
+      csv.push(`${tokens[user.name]},${user.name},${user.name}${groups}`);
+    }
+    const tokenFile = path.join(root, 'tokens.csv');
+    await writeFile(tokenFile, `${csv.join('\n')}\n`, { mode: 0o600 });
+
+    await waitFor('etcd', async () => (await get(`${etcdUrl}/health`))?.status === 200);
+
+    const port = await freePort();
+    const url = `https://127.0.0.1:${port}`;
+    processes.push(
+      run('kube-apiserver', binaries.kubeApiServer, [
+        `--etcd-servers=${etcdUrl}`,
+        '--bind-address=127.0.0.1',
+        `--secure-port=${port}`,
+        `--cert-dir=${certDir}`,
+        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+        `--service-account-key-file=${saKey}`,
+        `--service-account-signing-key-file=${saKey}`,
+        '--authorization-mode=RBAC',
+        `--token-auth-file=${tokenFile}`,
+        '--service-cluster-ip-range=10.0.0.0/24',
+        '--disable-admission-plugins=ServiceAccount',
+        // No kubelets: nothing to reconcile the `kubernetes` Service's endpoints for.
+        '--endpoint-reconciler-type=none',
+        '--profiling=false',
+      ]),
+    );
+
+    // The serving certificate appears in --cert-dir before the port opens.
+    const bundle = path.join(certDir, 'apiserver.crt');
+    let caCert = '';
+    await waitFor('kube-apiserver', async () => {
+      if (!caCert) {
+        if (!existsSync(bundle)) return false;
+        caCert = caOf(await readFile(bundle, 'utf8'));
+        if (!caCert) return false;
+      }
+      const response = await get(`${url}/readyz`, {
+        ca: caCert,
+        headers: { authorization: `Bearer ${adminToken}` },
+      });
+      return response?.status === 200;
+    });
+
+    return {
+      url,
+      adminToken,
+      tokens,
+      caCert,
+      kubeconfigYaml: kubeconfig(url, caCert, adminToken),
+      release,
+    };
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}
