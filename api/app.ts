@@ -7,6 +7,7 @@ import { AppError, toProblem } from '../core/errors.ts';
 import { useBearerTokens } from './auth/bearer.ts';
 import { catalogHandlers } from './catalog/catalog.routes.ts';
 import type { ApiDeps } from './context.ts';
+import { idempotency } from './idempotency.ts';
 import { instancesHandlers } from './instances/instances.routes.ts';
 import { mountOperations, openApiDocument } from './openapi.ts';
 import { ordersHandlers } from './orders/orders.routes.ts';
@@ -94,17 +95,20 @@ export function makeApp(deps: ApiDeps): express.Express {
   app.use(requireJson, express.json({ limit: '100kb', strict: true }));
   app.use(passport.initialize(), optionalBearer);
   app.use(
-    mountOperations({
-      getHealth: (_req, res) => res.json({ status: 'ok' }),
-      getReadiness: async (_req, res) => {
-        await deps.db.$queryRaw`select 1`;
-        res.json({ status: 'ready' });
+    mountOperations(
+      {
+        getHealth: (_req, res) => res.json({ status: 'ok' }),
+        getReadiness: async (_req, res) => {
+          await deps.db.$queryRaw`select 1`;
+          res.json({ status: 'ready' });
+        },
+        ...catalogHandlers(deps),
+        ...organizationsHandlers(deps),
+        ...ordersHandlers(deps),
+        ...instancesHandlers(deps),
       },
-      ...catalogHandlers(deps),
-      ...organizationsHandlers(deps),
-      ...ordersHandlers(deps),
-      ...instancesHandlers(deps),
-    }),
+      { idempotency: idempotency(deps.db) },
+    ),
   );
   app.use(notFound);
   app.use(problemHandler);

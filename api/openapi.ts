@@ -239,19 +239,19 @@ export type OperationHandlers = { [K in keyof Operations]: OperationHandler<K> }
  * Mounts every operation of api/openapi.yaml at its documented method and path, behind its
  * request validator. Routes are never written twice: the document is the route table.
  */
-export function mountOperations(handlers: OperationHandlers): Router {
+export function mountOperations(
+  handlers: OperationHandlers,
+  options: { idempotency: RequestHandler },
+): Router {
   const router = Router();
   for (const [operationId, operation] of operations) {
     const handler = handlers[operationId as keyof Operations] as OperationHandler<keyof Operations>;
     const expressPath = operation.pathTemplate.replace(/\{([^}]+)\}/g, ':$1');
-    router[operation.method](
-      expressPath,
-      authorize(operation.scopes),
-      validate(operationId),
-      async (req, res) => {
-        await handler(req, res, res.locals.input);
-      },
-    );
+    const chain = [authorize(operation.scopes), validate(operationId)];
+    if (operation.method === 'post') chain.push(options.idempotency);
+    router[operation.method](expressPath, ...chain, async (req, res) => {
+      await handler(req, res, res.locals.input);
+    });
   }
   return router;
 }

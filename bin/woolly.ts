@@ -4,12 +4,14 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { makeApp } from '../api/app.ts';
 import { ensureFirstOpsUser } from '../api/auth/first-ops-user.ts';
+import { apiTasks } from '../api/tasks.ts';
 import { type Config, ConfigError, loadConfig, type MasterKey } from '../core/config.ts';
 import { makeSecretBox, readOrCreateLocalMasterKey } from '../core/crypto.ts';
 import { type EmbeddedDatabase, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
 import { type Logger, makeLogger } from '../core/log.ts';
 import { seedCatalog } from '../core/seed.ts';
-import { startWorker } from '../provisioner/worker.ts';
+import { startWorker } from '../core/worker.ts';
+import { provisionerTasks } from '../provisioner/tasks.ts';
 
 /** Stops the process with one clear line; no stack trace for a mistake the user can fix. */
 function fail(message: string): never {
@@ -88,12 +90,13 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
   if (options.embedded) await seedCatalog(db);
 
   if (options.worker) {
+    const api = apiTasks({ db, log });
     const worker = await startWorker({
-      db,
-      box,
-      log,
       databaseUrl: database.url,
       concurrency: config.workerConcurrency,
+      log,
+      tasks: { ...provisionerTasks({ db, box, log }), ...api.tasks },
+      crontab: api.crontab,
     });
     releases.push(() => worker.release());
   }

@@ -74,6 +74,8 @@ test('kubectl server-side apply with field manager woolly creates a Namespace an
       'kind: Namespace',
       'metadata:',
       `  name: ${namespace}`,
+      '  labels:',
+      '    app.kubernetes.io/managed-by: woolly',
       '---',
       'apiVersion: v1',
       'kind: ConfigMap',
@@ -123,9 +125,12 @@ test('kubectl server-side apply with field manager woolly creates a Namespace an
       server.caCert,
     );
     assert.equal(read.status, 200);
-    const managers = (read.body as { metadata: { managedFields: ManagedFieldsEntry[] } }).metadata
+    const managers = (read.body as { metadata: { managedFields?: ManagedFieldsEntry[] } }).metadata
       .managedFields;
-    assert.ok(managers.some((entry) => entry.manager === 'woolly' && entry.operation === 'Apply'));
+    assert.ok(
+      managers?.some((entry) => entry.manager === 'woolly' && entry.operation === 'Apply'),
+      JSON.stringify(read.body),
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
     await server.release();

@@ -367,6 +367,7 @@ CREATE TABLE "IdempotencyRecord" (
     "requestHash" TEXT NOT NULL,
     "statusCode" INTEGER,
     "responseBody" JSONB,
+    "responseHeaders" JSONB,
     "createdAt" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "IdempotencyRecord_pkey" PRIMARY KEY ("id")
@@ -461,6 +462,9 @@ CREATE INDEX "Invoice_organizationId_idx" ON "Invoice"("organizationId");
 
 -- CreateIndex
 CREATE UNIQUE INDEX "Sponsorship_providerId_key" ON "Sponsorship"("providerId");
+
+-- CreateIndex
+CREATE INDEX "IdempotencyRecord_createdAt_idx" ON "IdempotencyRecord"("createdAt");
 
 -- CreateIndex
 CREATE UNIQUE INDEX "IdempotencyRecord_principal_key_key" ON "IdempotencyRecord"("principal", "key");
