@@ -12,6 +12,7 @@ import { instancesHandlers } from './instances/instances.routes.ts';
 import { mountOperations, openApiDocument } from './openapi.ts';
 import { ordersHandlers } from './orders/orders.routes.ts';
 import { organizationsHandlers } from './organizations/organizations.routes.ts';
+import { tokensHandlers } from './tokens/tokens.routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const dashboardDir = path.resolve(import.meta.dirname, '..', 'dashboard');
@@ -106,6 +107,7 @@ export function makeApp(deps: ApiDeps): express.Express {
         ...organizationsHandlers(deps),
         ...ordersHandlers(deps),
         ...instancesHandlers(deps),
+        ...tokensHandlers(deps),
       },
       { idempotency: idempotency(deps.db) },
     ),

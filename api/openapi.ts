@@ -58,7 +58,8 @@ interface OperationValidators {
   query: ValidateFunction;
   body: ValidateFunction | null;
   bodyRequired: boolean;
-  responses: Map<string, ValidateFunction>;
+  /** Documented statuses; null where the response has no body. */
+  responses: Map<string, ValidateFunction | null>;
 }
 
 function makeAjv(coerceTypes: boolean): Ajv2020 {
@@ -105,13 +106,13 @@ function compileOperations(): Map<string, OperationValidators> {
       if (!operation) continue;
       const parameters = [...(item.parameters ?? []), ...(operation.parameters ?? [])].map(resolveParameter);
       const bodySchema = operation.requestBody?.content['application/json']?.schema;
-      const responses = new Map<string, ValidateFunction>();
+      const responses = new Map<string, ValidateFunction | null>();
       for (const [status, response] of Object.entries(operation.responses)) {
         const resolved = response.$ref
           ? (openApiDocument.components.responses[response.$ref.split('/').at(-1) ?? ''] as typeof response)
           : response;
         const schema = Object.values(resolved?.content ?? {})[0]?.schema;
-        if (schema) responses.set(status, bodyAjv.compile(absolute(schema)));
+        responses.set(status, schema ? bodyAjv.compile(absolute(schema)) : null);
       }
       const security = operation.security ?? openApiDocument.security ?? [];
       operations.set(operation.operationId, {
@@ -208,8 +209,10 @@ export function findOperation(
 /** Errors of a response against the document (an undocumented status is an error too). */
 export function responseErrors(operationId: string, status: number, body: unknown): string[] {
   const operation = operations.get(operationId);
-  const validator = operation?.responses.get(String(status));
-  if (!operation || !validator) return [`${operationId} does not document status ${status}`];
+  if (!operation?.responses.has(String(status))) return [`${operationId} does not document status ${status}`];
+  const validator = operation.responses.get(String(status));
+  if (!validator)
+    return body === null || body === '' ? [] : [`status ${status} has no body, but one was sent`];
   return validator(body)
     ? []
     : (validator.errors ?? []).map((e) => `${e.instancePath || '(body)'} ${e.message}`);

@@ -43,6 +43,7 @@ function assertDocumented(method: string, pathname: string, response: Response, 
       `${method} ${pathname} → ${response.status} does not match the OpenAPI document: ${errors.join('; ')}`,
     );
   }
+  if (response.status === 204) return;
   const expected = response.status >= 400 ? 'application/problem+json' : 'application/json';
   const type = response.headers.get('content-type') ?? '';
   if (!type.startsWith(expected))

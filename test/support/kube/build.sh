@@ -46,9 +46,8 @@ fi
 work="$(mktemp -d "$cache/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-# Only the module proxy: no VCS fallback, no toolchain download, no VCS stamping (the
-# module lives inside the project's git checkout), go.sum must already hold every hash.
-export GOPROXY="${GOPROXY:-https://proxy.golang.org}"
+# The machine's Go module proxy setting; no toolchain download, no VCS stamping (the module
+# lives inside the project's git checkout), go.sum must already hold every hash.
 export GOFLAGS="-buildvcs=false -mod=readonly -trimpath"
 
 minor="${kube_version#v1.}"
