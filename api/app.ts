@@ -64,15 +64,26 @@ const notFound: RequestHandler = (req, _res, next) => {
   next(new AppError('not_found', `No route ${req.method} ${req.path}.`));
 };
 
+/** body-parser's refusals (http-errors with a 4xx status and a `type`), as domain errors. */
+function bodyParserError(error: { type?: string; status?: number; charset?: string }): AppError | null {
+  switch (error.type) {
+    case 'entity.parse.failed':
+      return new AppError('malformed_json', 'The request body is not valid JSON.');
+    case 'entity.too.large':
+      return new AppError('payload_too_large', 'The request body is larger than 100 kB.');
+    case 'charset.unsupported':
+    case 'encoding.unsupported':
+      return new AppError('unsupported_media_type', 'Send the body as UTF-8 application/json.');
+    default:
+      return error.type && error.status && error.status < 500
+        ? new AppError('bad_request', 'The request body could not be read.')
+        : null;
+  }
+}
+
 /** Every error leaves as problem+json; unforeseen ones are logged with their cause, not shown. */
 const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
-  const bodyError = error as { type?: string };
-  const appError =
-    bodyError.type === 'entity.parse.failed'
-      ? new AppError('malformed_json', 'The request body is not valid JSON.')
-      : bodyError.type === 'entity.too.large'
-        ? new AppError('payload_too_large', 'The request body is larger than 100 kB.')
-        : error;
+  const appError = bodyParserError(error) ?? error;
   const problem = toProblem(appError, { instance: req.originalUrl, requestId: res.locals.requestId });
   if (problem.status >= 500)
     res.locals.log?.error('request failed', { error, stack: (error as Error)?.stack });
@@ -93,7 +104,6 @@ export function makeApp(deps: ApiDeps): express.Express {
   });
   app.use('/docs/assets', express.static(swaggerUiDir, { maxAge: '1h', index: false }));
   app.use('/docs', express.static(docsDir, { index: 'index.html' }));
-  app.use(requireJson, express.json({ limit: '100kb', strict: true }));
   app.use(passport.initialize(), optionalBearer);
   app.use(
     mountOperations(
@@ -109,7 +119,10 @@ export function makeApp(deps: ApiDeps): express.Express {
         ...instancesHandlers(deps),
         ...tokensHandlers(deps),
       },
-      { idempotency: idempotency(deps.db) },
+      {
+        idempotency: idempotency(deps.db),
+        readBody: [requireJson, express.json({ limit: '100kb', strict: true })],
+      },
     ),
   );
   app.use(notFound);

@@ -244,13 +244,19 @@ export type OperationHandlers = { [K in keyof Operations]: OperationHandler<K> }
  */
 export function mountOperations(
   handlers: OperationHandlers,
-  options: { idempotency: RequestHandler },
+  options: { idempotency: RequestHandler; readBody: RequestHandler[] },
 ): Router {
   const router = Router();
   for (const [operationId, operation] of operations) {
     const handler = handlers[operationId as keyof Operations] as OperationHandler<keyof Operations>;
     const expressPath = operation.pathTemplate.replace(/\{([^}]+)\}/g, ':$1');
-    const chain = [authorize(operation.scopes), validate(operationId)];
+    // Bodies are read only where the document says an operation takes one, after the caller
+    // is known; elsewhere a body is ignored.
+    const chain = [
+      authorize(operation.scopes),
+      ...(operation.body ? options.readBody : []),
+      validate(operationId),
+    ];
     if (operation.method === 'post') chain.push(options.idempotency);
     router[operation.method](expressPath, ...chain, async (req, res) => {
       await handler(req, res, res.locals.input);

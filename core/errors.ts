@@ -20,6 +20,8 @@ const CODES = {
   /** The body is well formed but names something that does not exist or is not allowed. */
   unprocessable: { status: 422, title: 'The request cannot be processed' },
   unsupported_media_type: { status: 415, title: 'Send application/json' },
+  /** The request could not be read at all (an aborted or inconsistent body). */
+  bad_request: { status: 400, title: 'The request cannot be read' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   /** Anything not foreseen; its detail is never shown to the caller. */
   internal: { status: 500, title: 'Something went wrong on our side' },
