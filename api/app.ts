@@ -4,7 +4,10 @@ import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import passport from 'passport';
 import { AppError, toProblem } from '../core/errors.ts';
+import { authHandlers } from './auth/auth.routes.ts';
 import { useBearerTokens } from './auth/bearer.ts';
+import { requireCsrfToken } from './auth/csrf.ts';
+import { makeSessions } from './auth/session.ts';
 import { catalogHandlers } from './catalog/catalog.routes.ts';
 import type { ApiDeps } from './context.ts';
 import { idempotency } from './idempotency.ts';
@@ -12,6 +15,7 @@ import { instancesHandlers } from './instances/instances.routes.ts';
 import { mountOperations, openApiDocument } from './openapi.ts';
 import { ordersHandlers } from './orders/orders.routes.ts';
 import { organizationsHandlers } from './organizations/organizations.routes.ts';
+import { rateLimit } from './rate-limit.ts';
 import { tokensHandlers } from './tokens/tokens.routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -104,7 +108,16 @@ export function makeApp(deps: ApiDeps): express.Express {
   });
   app.use('/docs/assets', express.static(swaggerUiDir, { maxAge: '1h', index: false }));
   app.use('/docs', express.static(docsDir, { index: 'index.html' }));
-  app.use(passport.initialize(), optionalBearer);
+  // The sessions' own passport instance initialises after the process-wide one, so that
+  // req.logIn uses its serializer; a bearer token, when sent, takes precedence over the cookie.
+  const sessions = makeSessions(deps);
+  app.use(
+    passport.initialize(),
+    ...sessions.middleware,
+    optionalBearer,
+    rateLimit(deps.config.rateLimits),
+    requireCsrfToken({ publicUrl: deps.config.publicUrl }),
+  );
   app.use(
     mountOperations(
       {
@@ -118,6 +131,7 @@ export function makeApp(deps: ApiDeps): express.Express {
         ...ordersHandlers(deps),
         ...instancesHandlers(deps),
         ...tokensHandlers(deps),
+        ...authHandlers(deps, sessions),
       },
       {
         idempotency: idempotency(deps.db),

@@ -1,12 +1,18 @@
+import type { Pool } from 'pg';
 import type { Config } from '../core/config.ts';
 import type { Db } from '../core/db.ts';
 import type { Logger } from '../core/log.ts';
+import type { Mailer } from './auth/mailer.ts';
 
 /** What the API's routes and services are built from. */
 export interface ApiDeps {
   db: Db;
+  /** Plain pg for hot read paths (the repositories); everything else goes through `db`. */
+  pool: Pool;
   config: Config;
   log: Logger;
+  /** Where account mail goes; unset: the dev outbox (api/auth/mailer.ts). */
+  mailer?: Mailer;
 }
 
 /** Token scopes; `admin` implies every other. */
@@ -19,7 +25,10 @@ export interface Actor {
   email: string;
   staffRole: 'ops' | 'admin' | null;
   scopes: readonly Scope[];
-  tokenId: string;
+  /** An API token, or a signed-in session (cookie), which also needs a CSRF token to change things. */
+  authMethod: 'token' | 'session';
+  /** The API token used; null for a session. */
+  tokenId: string | null;
 }
 
 /** Per-request facts a service needs: the caller and the ids to log and audit with. */

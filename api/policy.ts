@@ -33,9 +33,20 @@ export async function assertOrganizationAccess(
   throw new AppError('not_found', `No organization ${organizationId}.`);
 }
 
-/** A Prisma filter that limits instances to those the actor may see. */
-export function visibleInstances(actor: Actor): {
-  organization?: { memberships: { some: { userId: string } } };
-} {
-  return isStaff(actor) ? {} : { organization: { memberships: { some: { userId: actor.userId } } } };
+/**
+ * Ordering spends money and starts servers, so people who signed themselves up must confirm
+ * their e-mail address first. A self-signed-up account is one with a password that is not
+ * verified; accounts made by operators (API tokens only) were vetted when they were made.
+ */
+export async function assertMayOrder(db: Db | Tx, actor: Actor): Promise<void> {
+  const user = await db.user.findUnique({
+    where: { id: actor.userId },
+    select: { passwordHash: true, emailVerifiedAt: true },
+  });
+  if (user?.passwordHash && !user.emailVerifiedAt) {
+    throw new AppError(
+      'forbidden',
+      'Confirm your e-mail address before ordering: follow the link in the mail sent at sign-up (signing up again sends a new one).',
+    );
+  }
 }

@@ -13,16 +13,18 @@ import autocannon from 'autocannon';
 import express from 'express';
 import { makeApp } from '../api/app.ts';
 import { loadConfig } from '../core/config.ts';
-import { makeApiToken } from '../core/crypto.ts';
-import { makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
+import { makeApiToken, makeSecretBox } from '../core/crypto.ts';
+import { makePool, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
 import { makeLogger } from '../core/log.ts';
 import { seedCatalog } from '../core/seed.ts';
+import { reconcileInstance } from '../provisioner/reconciler.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const connections = 10;
 const root = path.resolve(import.meta.dirname, '..');
 
 type Scenario = {
+  connections?: number;
   name: string;
   url: string;
   method?: 'GET' | 'POST';
@@ -35,7 +37,7 @@ async function measure(scenario: Scenario): Promise<Result> {
   const instance = autocannon({
     url: scenario.url,
     method: scenario.method ?? 'GET',
-    connections,
+    connections: scenario.connections ?? connections,
     duration: seconds,
     headers: scenario.headers,
     requests: scenario.body
@@ -107,19 +109,43 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
     })),
   });
 
+  // One server provisioned for real onto the dry-run target: operations, steps, events and
+  // about twenty manifests, as GET /v1/instances/:id returns them.
+  const provisioned = await db.instance.create({
+    data: {
+      organizationId: org.id,
+      planId: plan.id,
+      domain: `detail-${Date.now()}.woolly.test`,
+      mastodonVersion: 'v4.5.11',
+      status: 'provisioning',
+      spec: { addons: [] },
+    },
+  });
   const config = loadConfig({
     NODE_ENV: 'production',
     DATABASE_URL: databaseUrl,
     WOOLLY_MASTER_KEYS: `b:${Buffer.alloc(32).toString('base64')}`,
+    WOOLLY_SESSION_SECRET: 'bench-session-secret-of-at-least-32-characters',
     LOG_LEVEL: 'warn',
+    // The bench measures throughput, not the limiter.
+    WOOLLY_RATE_LIMIT_PER_MINUTE: '1000000',
+    WOOLLY_RATE_LIMIT_ANONYMOUS_PER_MINUTE: '1000000',
   });
-  const woolly = await listen(makeApp({ db, config, log: makeLogger(config, new PassThrough().resume()) }));
+  const log = makeLogger(config, new PassThrough().resume());
+  await reconcileInstance({ db, box: makeSecretBox(config.masterKeys), log }, provisioned.id);
+
+  const pool = makePool(databaseUrl);
+  const woolly = await listen(makeApp({ db, pool, config, log }));
   const auth = { authorization: `Bearer ${token.token}`, 'content-type': 'application/json' };
-  const listBody = await (await fetch(`${woolly.url}/v1/instances?limit=50`, { headers: auth })).text();
+  const detailUrl = `${woolly.url}/v1/instances/${provisioned.id}`;
+  const detailBody = await (await fetch(detailUrl, { headers: auth })).text();
 
   const bare = express();
-  bare.get('/instances', (_req, res) => {
-    res.type('application/json').send(listBody);
+  bare.get('/hello', (_req, res) => {
+    res.json({ hello: 'world' });
+  });
+  bare.get('/detail', (_req, res) => {
+    res.type('application/json').send(detailBody);
   });
   bare.post('/orders', express.json(), (req, res) => {
     res.status(201).json({ ...req.body, id: crypto.randomUUID(), status: 'paid' });
@@ -135,44 +161,59 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
       addons: [],
     });
 
-  const results = [];
-  for (const scenario of [
-    { name: 'baseline GET (bare express, same bytes)', url: `${baseline.url}/instances` },
-    {
+  const scenarios: Record<string, Scenario> = {
+    hello: { name: 'baseline: bare express "hello"', url: `${baseline.url}/hello` },
+    sameBytes: {
+      name: 'baseline: bare express, the same bytes as the detail',
+      url: `${baseline.url}/detail`,
+    },
+    detail: { name: 'GET /v1/instances/:id (token)', url: detailUrl, headers: auth },
+    detail200: {
+      name: 'GET /v1/instances/:id (token), 200 connections',
+      url: detailUrl,
+      headers: auth,
+      connections: 200,
+    },
+    list: {
       name: 'GET /v1/instances?limit=50 (token, 1,000 instances)',
       url: `${woolly.url}/v1/instances?limit=50`,
       headers: auth,
     },
-    {
-      name: 'baseline POST (bare express, JSON echo)',
+    echo: {
+      name: 'baseline: bare express POST, JSON echo',
       url: `${baseline.url}/orders`,
-      method: 'POST' as const,
+      method: 'POST',
       headers: auth,
       body: orderBody,
     },
-    {
+    order: {
       name: 'POST /v1/orders (order + instance + subscription + job)',
       url: `${woolly.url}/v1/orders`,
-      method: 'POST' as const,
+      method: 'POST',
       headers: auth,
       body: orderBody,
     },
-  ]) {
-    results.push(await measure(scenario));
-    console.log(JSON.stringify(results.at(-1)));
+  };
+  const results: Record<string, Result> = {};
+  for (const [key, scenario] of Object.entries(scenarios)) {
+    results[key] = await measure(scenario);
+    console.log(JSON.stringify(results[key]));
   }
   await woolly.close();
   await baseline.close();
   await drain(db);
   await db.$disconnect();
-  const [getBase, getWoolly, postBase, postWoolly] = results as [Result, Result, Result, Result];
+  await pool.end();
+  const ratio = (a: string, b: string) =>
+    +((results[a]?.requestsPerSecond ?? 0) / (results[b]?.requestsPerSecond ?? 1)).toFixed(3);
   return {
-    connections,
     seconds,
     results,
     ratios: {
-      listVsBaseline: +(getWoolly.requestsPerSecond / getBase.requestsPerSecond).toFixed(3),
-      orderVsBaseline: +(postWoolly.requestsPerSecond / postBase.requestsPerSecond).toFixed(3),
+      detailVsHello: ratio('detail', 'hello'),
+      detailVsSameBytes: ratio('detail', 'sameBytes'),
+      listVsHello: ratio('list', 'hello'),
+      orderVsEcho: ratio('order', 'echo'),
     },
   };
 }

@@ -7,7 +7,7 @@ import { ensureFirstOpsUser } from '../api/auth/first-ops-user.ts';
 import { apiTasks } from '../api/tasks.ts';
 import { type Config, ConfigError, loadConfig, type MasterKey } from '../core/config.ts';
 import { makeSecretBox, readOrCreateLocalMasterKey } from '../core/crypto.ts';
-import { type EmbeddedDatabase, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
+import { type EmbeddedDatabase, makePool, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
 import { type Logger, makeLogger } from '../core/log.ts';
 import { seedCatalog } from '../core/seed.ts';
 import { startWorker } from '../core/worker.ts';
@@ -101,7 +101,9 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
     releases.push(() => worker.release());
   }
   if (options.api) {
-    const server: Server = makeApp({ db, config, log }).listen(config.port, config.host);
+    const pool = makePool(database.url);
+    releases.push(() => pool.end());
+    const server: Server = makeApp({ db, pool, config, log }).listen(config.port, config.host);
     await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
     releases.push(() => new Promise((resolve) => server.close(resolve)));
     const address = server.address();

@@ -26,6 +26,21 @@ const envSchema = z.object({
   /** `none` keeps the ledger and lets staff mark orders paid; Stripe arrives with billing. */
   WOOLLY_BILLING_PROVIDER: z.enum(['none']).default('none'),
   WOOLLY_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  /** Signs the session cookie; required in production (elsewhere derived, see api/auth/session.ts). */
+  WOOLLY_SESSION_SECRET: z.string().min(32, { message: 'must be at least 32 characters' }).optional(),
+  /** A signed-in session ends after this many minutes without a request. */
+  WOOLLY_SESSION_IDLE_MINUTES: z.coerce
+    .number()
+    .int()
+    .min(5)
+    .max(7 * 24 * 60)
+    .default(12 * 60),
+  /** Where people reach Woolly: links in mail point here. Default: http://HOST:PORT. */
+  WOOLLY_PUBLIC_URL: z.url({ protocol: /^https?$/, message: 'must be an http(s):// URL' }).optional(),
+  /** Requests a minute per API token or signed-in user, per API process. */
+  WOOLLY_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(600),
+  /** Requests a minute per client address without credentials, per API process. */
+  WOOLLY_RATE_LIMIT_ANONYMOUS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(120),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 });
@@ -49,6 +64,11 @@ export interface Config {
   mastodonVersion: string;
   billingProvider: 'none';
   workerConcurrency: number;
+  /** Cookie sessions; `secret` is unset outside production when not given (then derived). */
+  session: { secret: string | undefined; idleMinutes: number };
+  /** Base URL of the API and dashboard as people reach them, without a trailing slash. */
+  publicUrl: string;
+  rateLimits: { perActorPerMinute: number; perIpPerMinute: number };
   log: { level: 'error' | 'warn' | 'info' | 'debug'; format: 'json' | 'pretty' };
 }
 
@@ -98,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (given.NODE_ENV === 'production') {
     if (!given.WOOLLY_MASTER_KEYS) problems.push('WOOLLY_MASTER_KEYS is required in production');
     if (!given.DATABASE_URL) problems.push('DATABASE_URL is required in production');
+    if (!given.WOOLLY_SESSION_SECRET) problems.push('WOOLLY_SESSION_SECRET is required in production');
   }
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
@@ -115,6 +136,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mastodonVersion: e.WOOLLY_MASTODON_VERSION,
     billingProvider: e.WOOLLY_BILLING_PROVIDER,
     workerConcurrency: e.WOOLLY_WORKER_CONCURRENCY,
+    session: { secret: e.WOOLLY_SESSION_SECRET, idleMinutes: e.WOOLLY_SESSION_IDLE_MINUTES },
+    publicUrl: (
+      e.WOOLLY_PUBLIC_URL ?? `http://${e.HOST.includes(':') ? `[${e.HOST}]` : e.HOST}:${e.PORT}`
+    ).replace(/\/+$/, ''),
+    rateLimits: {
+      perActorPerMinute: e.WOOLLY_RATE_LIMIT_PER_MINUTE,
+      perIpPerMinute: e.WOOLLY_RATE_LIMIT_ANONYMOUS_PER_MINUTE,
+    },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
   };
 }

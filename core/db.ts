@@ -18,6 +18,14 @@ export type Db = PrismaClient;
 /** The client a `$transaction(async (tx) => ...)` callback receives. */
 export type Tx = Parameters<Parameters<PrismaClient['$transaction']>[0]>[0];
 
+/**
+ * A plain pg pool for the few hot statements where Prisma's per-query cost dominates
+ * (about 1 ms a statement through the adapter against 0.2 ms here; README, Performance).
+ */
+export function makePool(databaseUrl: string): pg.Pool {
+  return new pg.Pool({ connectionString: databaseUrl, max: 10 });
+}
+
 /** A Prisma client over the pg driver adapter (no native query engine). */
 export function makePrisma(databaseUrl: string): PrismaClient {
   return new PrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl }) });

@@ -26,24 +26,31 @@ export function useBearerTokens(deps: ApiDeps): void {
       try {
         if (!token.startsWith(API_TOKEN_PREFIX)) return done(null, false);
         const now = new Date();
-        // One statement instead of Prisma's findUnique + include: every authenticated request
-        // pays for this lookup (see README, Performance).
-        const [record] = await deps.db.$queryRaw<TokenRow[]>`
-          select t.id, t."userId", t.scopes, t."lastUsedAt", u.email, u."staffRole"::text as "staffRole"
-            from "ApiToken" t join "User" u on u.id = t."userId"
-           where t."tokenHash" = ${hashToken(token)}
-             and t."revokedAt" is null
-             and (t."expiresAt" is null or t."expiresAt" > ${now})`;
+        // Every authenticated request pays for this lookup: one prepared statement on plain pg
+        // (see README, Performance).
+        const { rows } = await deps.pool.query<TokenRow>({
+          name: 'bearer-token',
+          text: `select t.id, t."userId", t.scopes, t."lastUsedAt", u.email, u."staffRole"::text as "staffRole"
+                   from "ApiToken" t join "User" u on u.id = t."userId"
+                  where t."tokenHash" = $1 and t."revokedAt" is null
+                    and (t."expiresAt" is null or t."expiresAt" > $2)`,
+          values: [hashToken(token), now],
+        });
+        const [record] = rows;
         if (!record) return done(null, false);
         if (!record.lastUsedAt || now.getTime() - record.lastUsedAt.getTime() > LAST_USED_GRANULARITY_MS) {
-          await deps.db
-            .$executeRaw`update "ApiToken" set "lastUsedAt" = ${now} where id = ${record.id}::uuid`;
+          await deps.pool.query({
+            name: 'bearer-token-used',
+            text: 'update "ApiToken" set "lastUsedAt" = $1 where id = $2',
+            values: [now, record.id],
+          });
         }
         const actor: Actor = {
           userId: record.userId,
           email: record.email,
           staffRole: record.staffRole,
           scopes: record.scopes as Scope[],
+          authMethod: 'token',
           tokenId: record.id,
         };
         return done(null, actor);
@@ -57,7 +64,10 @@ export function useBearerTokens(deps: ApiDeps): void {
 /** The authenticated caller; throws `unauthenticated` when the request has none. */
 export function getActor(req: Request): Actor {
   if (!req.user)
-    throw new AppError('unauthenticated', 'Send a valid API token as "Authorization: Bearer <token>".');
+    throw new AppError(
+      'unauthenticated',
+      'Sign in (POST /v1/session) or send a valid API token as "Authorization: Bearer <token>".',
+    );
   return req.user as Actor;
 }
 

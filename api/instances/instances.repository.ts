@@ -1,49 +1,87 @@
-import type { Db } from '../../core/db.ts';
+import type { Pool } from 'pg';
 import type { InstanceStatus } from '../../core/generated/prisma/enums.ts';
 
-/** One row of the fleet list: the instance with its plan, cluster and add-on codes. */
-export interface InstanceSummaryRow {
-  id: string;
-  organizationId: string;
-  domain: string;
-  flavor: string;
-  mastodonVersion: string;
-  status: InstanceStatus;
-  statusReason: string | null;
-  generation: number;
-  observedGeneration: number;
-  createdAt: Date;
-  updatedAt: Date;
-  planCode: string;
-  planName: string;
-  clusterName: string | null;
-  clusterTarget: string | null;
-  addons: string[];
+/**
+ * The instance reads the dashboard polls, each one prepared statement whose JSON PostgreSQL
+ * builds, so the API passes the text through without parsing or re-serialising it. Prisma's
+ * `findMany` with these relations cost 14 ms of CPU per call here; see README, Performance.
+ * The JSON is exactly the `Instance` / `InstanceDetail` schemas of api/openapi.yaml (tests
+ * validate every response against them).
+ */
+
+const iso = (column: string) => `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+const millis = (start: string, end: string) =>
+  `case when ${end} is null then null else round(extract(epoch from ${end} - ${start}) * 1000)::int end`;
+
+/** The summary fields of an instance `i` joined with its plan `p` and cluster `c`. */
+const SUMMARY_FIELDS = `
+  'id', i.id, 'organizationId', i."organizationId", 'domain', i.domain,
+  'plan', json_build_object('code', p.code, 'name', p.name),
+  'status', i.status, 'statusReason', i."statusReason",
+  'dryRun', coalesce(c.target = 'dry_run', false),
+  'cluster', case when c.id is null then null else json_build_object('name', c.name) end,
+  'flavor', i.flavor, 'mastodonVersion', i."mastodonVersion",
+  'addons', coalesce((select json_agg(a.code order by a.code) from "InstanceAddon" ia
+                        join "AddonType" a on a.id = ia."addonTypeId" where ia."instanceId" = i.id), '[]'),
+  'generation', i.generation, 'observedGeneration', i."observedGeneration",
+  'createdAt', ${iso('i."createdAt"')}, 'updatedAt', ${iso('i."updatedAt"')}`;
+
+/** Staff see every instance ($2 null); anyone else those of organizations they belong to. */
+const VISIBLE = `($2::uuid is null or exists (select 1 from "Membership" m
+                   where m."organizationId" = i."organizationId" and m."userId" = $2::uuid))`;
+
+const DETAIL = `
+  select json_build_object(${SUMMARY_FIELDS},
+    'operations', coalesce((select json_agg(json_build_object(
+        'id', o.id, 'kind', o.kind, 'status', o.status, 'generation', o.generation, 'error', o.error,
+        'startedAt', ${iso('o."startedAt"')}, 'finishedAt', ${iso('o."finishedAt"')},
+        'durationMs', ${millis('o."startedAt"', 'o."finishedAt"')},
+        'steps', coalesce((select json_agg(json_build_object(
+            'name', s.name, 'outcome', s.outcome, 'attempt', s.attempt, 'detail', s.detail, 'error', s.error,
+            'startedAt', ${iso('s."startedAt"')}, 'finishedAt', ${iso('s."finishedAt"')},
+            'durationMs', ${millis('s."startedAt"', 's."finishedAt"')}) order by s."startedAt", s.id)
+          from "OperationStep" s where s."operationId" = o.id), '[]')
+      ) order by o."startedAt", o.id) from "Operation" o where o."instanceId" = i.id), '[]'),
+    'events', coalesce((select json_agg(json_build_object(
+        'id', e.id::text, 'type', e.type, 'message', e.message, 'createdAt', ${iso('e."createdAt"')}) order by e.id)
+      from (select * from "Event" where "instanceId" = i.id order by id limit 200) e), '[]'),
+    'manifests', coalesce((select json_agg(d.manifest order by d."appliedAt")
+      from "DryRunObject" d where d."instanceId" = i.id), '[]')
+  )::text as json
+  from "Instance" i join "Plan" p on p.id = i."planId" left join "Cluster" c on c.id = i."clusterId"
+  where i.id = $1 and ${VISIBLE}`;
+
+const LIST = `
+  select coalesce(json_agg(row order by "createdAt" desc, id desc), '[]')::text as json from (
+    select json_build_object(${SUMMARY_FIELDS}) as row, i."createdAt", i.id
+      from "Instance" i join "Plan" p on p.id = i."planId" left join "Cluster" c on c.id = i."clusterId"
+     where ($1::text is null or i.status::text = $1) and ${VISIBLE}
+     order by i."createdAt" desc, i.id desc
+     limit $3) listed`;
+
+/** The instance as `InstanceDetail` JSON text, or null when missing or not visible. */
+export async function findInstanceDetailJson(
+  pool: Pool,
+  instanceId: string,
+  memberUserId: string | null,
+): Promise<string | null> {
+  const { rows } = await pool.query<{ json: string }>({
+    name: 'instance-detail',
+    text: DETAIL,
+    values: [instanceId, memberUserId],
+  });
+  return rows[0]?.json ?? null;
 }
 
-/**
- * The fleet list in one SQL statement. Prisma's `findMany` with these relations costs about
- * 14 ms of CPU per call here against 2.6 ms for the join (see README, Performance), and this
- * is the page ops staff and the dashboard poll.
- */
-export function findInstanceSummaries(
-  db: Db,
+/** A JSON array of `Instance` summaries, newest first. */
+export async function listInstanceSummariesJson(
+  pool: Pool,
   filter: { memberUserId: string | null; status: InstanceStatus | undefined; limit: number },
-): Promise<InstanceSummaryRow[]> {
-  return db.$queryRaw<InstanceSummaryRow[]>`
-    select i.id, i."organizationId", i.domain, i.flavor, i."mastodonVersion", i.status::text as status,
-           i."statusReason", i.generation, i."observedGeneration", i."createdAt", i."updatedAt",
-           p.code as "planCode", p.name as "planName", c.name as "clusterName", c.target::text as "clusterTarget",
-           coalesce((select array_agg(a.code order by a.code)
-                       from "InstanceAddon" ia join "AddonType" a on a.id = ia."addonTypeId"
-                      where ia."instanceId" = i.id), '{}') as addons
-      from "Instance" i
-      join "Plan" p on p.id = i."planId"
-      left join "Cluster" c on c.id = i."clusterId"
-     where (${filter.memberUserId}::uuid is null
-            or exists (select 1 from "Membership" m
-                        where m."organizationId" = i."organizationId" and m."userId" = ${filter.memberUserId}::uuid))
-       and (${filter.status ?? null}::text is null or i.status::text = ${filter.status ?? null}::text)
-     order by i."createdAt" desc, i.id desc
-     limit ${filter.limit}`;
+): Promise<string> {
+  const { rows } = await pool.query<{ json: string }>({
+    name: 'instance-list',
+    text: LIST,
+    values: [filter.status ?? null, filter.memberUserId, filter.limit],
+  });
+  return rows[0]?.json ?? '[]';
 }

@@ -6,7 +6,7 @@ import { AppError, type FieldError } from '../../core/errors.ts';
 import { enqueueReconcile } from '../../provisioner/index.ts';
 import { audit } from '../audit.ts';
 import type { ApiDeps, RequestContext } from '../context.ts';
-import { assertOrganizationAccess, isStaff, MANAGING_ROLES } from '../policy.ts';
+import { assertMayOrder, assertOrganizationAccess, isStaff, MANAGING_ROLES } from '../policy.ts';
 
 export interface CreateOrderInput {
   organizationId: string;
@@ -26,6 +26,7 @@ const UNIQUE_VIOLATION = 'P2002';
  */
 export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: CreateOrderInput) {
   await assertOrganizationAccess(deps.db, ctx.actor, input.organizationId, MANAGING_ROLES);
+  await assertMayOrder(deps.db, ctx.actor);
   const domain = normaliseServerDomain(input.domain, deps.config.baseDomain);
   const plan = await deps.db.plan.findUnique({ where: { code: input.plan } });
   if (!plan?.active) {

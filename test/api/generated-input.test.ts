@@ -23,7 +23,7 @@ let ownOrderId: string;
 
 before(async () => {
   database = await makeTestDatabase();
-  app = await startTestApp(database.db);
+  app = await startTestApp(database);
   const customer = await createUserWithToken(database.db);
   const reader = await createUserWithToken(database.db, { scopes: ['instances:read'] });
   const staff = await createUserWithToken(database.db, { staffRole: 'admin' });
@@ -71,6 +71,7 @@ const hostileString = fc.oneof(
     'chess.woolly.test\u0000',
     '../../etc/passwd',
     '%00',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a log4shell-style payload, on purpose.
     '${jndi:ldap://x}',
     ' ',
     '',

@@ -13,7 +13,7 @@ let org: string;
 
 before(async () => {
   database = await makeTestDatabase();
-  app = await startTestApp(database.db);
+  app = await startTestApp(database);
   user = await createUserWithToken(database.db);
   org = await createOrganization(database.db, user.userId);
 });

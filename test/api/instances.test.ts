@@ -9,7 +9,7 @@ let app: TestApp;
 
 before(async () => {
   database = await makeTestDatabase();
-  app = await startTestApp(database.db);
+  app = await startTestApp(database);
 });
 after(async () => {
   await app.release();

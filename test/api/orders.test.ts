@@ -12,7 +12,7 @@ let customerOrg: string;
 
 before(async () => {
   database = await makeTestDatabase();
-  app = await startTestApp(database.db);
+  app = await startTestApp(database);
   staff = await createUserWithToken(database.db, { staffRole: 'admin' });
   customer = await createUserWithToken(database.db);
   customerOrg = await createOrganization(database.db, customer.userId, 'owner');

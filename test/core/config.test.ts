@@ -31,6 +31,9 @@ describe('loadConfig', () => {
       mastodonVersion: 'v4.5.11',
       billingProvider: 'none',
       workerConcurrency: 4,
+      session: { secret: undefined, idleMinutes: 720 },
+      publicUrl: 'http://127.0.0.1:3000',
+      rateLimits: { perActorPerMinute: 600, perIpPerMinute: 120 },
       log: { level: 'info', format: 'json' },
     });
   });
@@ -127,14 +130,30 @@ describe('loadConfig', () => {
     assert.match(error.message, /DATABASE_URL/);
   });
 
-  test('production starts with both WOOLLY_MASTER_KEYS and DATABASE_URL', () => {
-    const config = loadConfig({
+  test('production refuses to start without WOOLLY_SESSION_SECRET', () => {
+    const error = configError({
       NODE_ENV: 'production',
       DATABASE_URL: PROD_DB,
       WOOLLY_MASTER_KEYS: `k1:${b64key()}`,
     });
+    assert.match(error.message, /WOOLLY_SESSION_SECRET is required in production/);
+  });
+
+  test('production starts with WOOLLY_MASTER_KEYS, DATABASE_URL and WOOLLY_SESSION_SECRET', () => {
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      DATABASE_URL: PROD_DB,
+      WOOLLY_MASTER_KEYS: `k1:${b64key()}`,
+      WOOLLY_SESSION_SECRET: b64key(),
+    });
     assert.equal(config.env, 'production');
     assert.equal(config.masterKeys.length, 1);
+  });
+
+  test('a WOOLLY_SESSION_SECRET under 32 characters is refused, and never echoed', () => {
+    const error = configError({ WOOLLY_SESSION_SECRET: 'hunter2-short' });
+    assert.match(error.message, /WOOLLY_SESSION_SECRET/);
+    assert.ok(!error.message.includes('hunter2'), error.message);
   });
 
   test('production without either variable names both in the one error', () => {

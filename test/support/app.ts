@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream';
 import { makeApp } from '../../api/app.ts';
 import { findOperation, responseErrors } from '../../api/openapi.ts';
 import { loadConfig } from '../../core/config.ts';
-import type { Db } from '../../core/db.ts';
+import { type Db, makePool } from '../../core/db.ts';
 import { makeLogger } from '../../core/log.ts';
 
 export interface TestApp {
@@ -14,19 +14,33 @@ export interface TestApp {
 }
 
 /** The real express app over a real database, listening on a free loopback port. */
-export async function startTestApp(db: Db, env: Record<string, string> = {}): Promise<TestApp> {
-  const config = loadConfig({ NODE_ENV: 'test', ...env });
+export async function startTestApp(
+  database: { db: Db; url: string },
+  env: Record<string, string> = {},
+): Promise<TestApp> {
+  const { db } = database;
+  const pool = makePool(database.url);
+  // Tests send bursts from one token; only the rate-limit test sets real limits.
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    WOOLLY_RATE_LIMIT_PER_MINUTE: '1000000',
+    WOOLLY_RATE_LIMIT_ANONYMOUS_PER_MINUTE: '1000000',
+    ...env,
+  });
   const stream = new PassThrough();
   const chunks: Buffer[] = [];
   stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const app = makeApp({ db, config, log: makeLogger(config, stream) });
+  const app = makeApp({ db, pool, config, log: makeLogger(config, stream) });
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     logs: () => Buffer.concat(chunks).toString('utf8'),
-    release: () => new Promise((resolve) => server.close(() => resolve())),
+    release: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await pool.end();
+    },
   };
 }
 
