@@ -45,7 +45,7 @@ const DETAIL = `
     'events', coalesce((select json_agg(json_build_object(
         'id', e.id::text, 'type', e.type, 'message', e.message, 'createdAt', ${iso('e."createdAt"')}) order by e.id)
       from (select * from "Event" where "instanceId" = i.id order by id limit 200) e), '[]'),
-    'manifests', coalesce((select json_agg(d.manifest order by d."appliedAt")
+    'manifests', coalesce((select json_agg(d.manifest order by d.position, d.id)
       from "DryRunObject" d where d."instanceId" = i.id), '[]')
   )::text as json
   from "Instance" i join "Plan" p on p.id = i."planId" left join "Cluster" c on c.id = i."clusterId"

@@ -37,8 +37,8 @@ export function makeDryRunTarget(db: Db): ClusterTarget {
           const manifest = redactObject(object) as unknown as Prisma.InputJsonValue;
           await tx.dryRunObject.upsert({
             where: { instanceId_apiVersion_kind_namespace_name: { instanceId, ...key } },
-            create: { instanceId, ...key, manifest, generation },
-            update: { manifest, generation, appliedAt: new Date() },
+            create: { instanceId, ...key, manifest, generation, position: index },
+            update: { manifest, generation, position: index, appliedAt: new Date() },
           });
         }
         const pruned = await tx.dryRunObject.deleteMany({

@@ -148,7 +148,20 @@ test('an order becomes a running dry-run server, with every arrow recorded', asy
       (object: { kind: string; metadata: { name: string } }) =>
         object.kind === kind && object.metadata.name === name,
     );
-  assert.ok(manifest('Namespace', running.manifests[0].metadata.name));
+  // In apply order: the namespace and its secret first, the pre-deploy migration before the
+  // workloads, the ingress after them.
+  const applyOrder: string[] = running.manifests.map(
+    (object: { kind: string; metadata: { name: string } }) => `${object.kind}/${object.metadata.name}`,
+  );
+  assert.deepEqual(
+    applyOrder.slice(0, 2).map((entry) => entry.split('/')[0]),
+    ['Namespace', 'Secret'],
+  );
+  assert.ok(applyOrder.indexOf('Job/db-migrate-1') < applyOrder.indexOf('Deployment/web'));
+  assert.ok(
+    applyOrder.indexOf('Deployment/sidekiq') <
+      applyOrder.indexOf(applyOrder.find((entry) => entry.startsWith('Ingress/')) ?? ''),
+  );
   for (const name of ['web', 'streaming', 'sidekiq'])
     assert.ok(manifest('Deployment', name), `Deployment ${name}`);
   for (const name of ['web', 'streaming']) assert.ok(manifest('Service', name), `Service ${name}`);

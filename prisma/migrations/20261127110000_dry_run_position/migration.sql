@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "DryRunObject" ADD COLUMN     "position" INTEGER NOT NULL DEFAULT 0;
+
