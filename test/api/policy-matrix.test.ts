@@ -1,0 +1,194 @@
+/**
+ * Every route × every kind of caller × own or foreign organization. The expected outcome
+ * of each cell is written out here, independently of the policy code, and the test asserts
+ * that nothing leaks: a foreign or unreachable resource answers 404 (never 403 or 200), and
+ * lists hold only what the caller may see.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { call, startTestApp, type TestApp } from '../support/app.ts';
+import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
+import { createOrganization, createUserWithToken } from '../support/factories.ts';
+
+type Caller =
+  | 'anonymous'
+  | 'outsider'
+  | 'viewer'
+  | 'billing'
+  | 'admin'
+  | 'owner'
+  | 'staff-ops'
+  | 'staff-admin';
+const CALLERS: Caller[] = [
+  'anonymous',
+  'outsider',
+  'viewer',
+  'billing',
+  'admin',
+  'owner',
+  'staff-ops',
+  'staff-admin',
+];
+const MEMBERS: Caller[] = ['viewer', 'billing', 'admin', 'owner'];
+const STAFF: Caller[] = ['staff-ops', 'staff-admin'];
+
+let database: TestDatabase;
+let app: TestApp;
+const tokens = new Map<Caller, string>();
+let org: string;
+let foreignOrg: string;
+let instanceId: string;
+let orderId: string;
+let foreignInstanceId: string;
+
+before(async () => {
+  database = await makeTestDatabase();
+  app = await startTestApp(database);
+  const owner = await createUserWithToken(database.db);
+  org = await createOrganization(database.db, owner.userId, 'owner');
+  tokens.set('owner', owner.token);
+  for (const role of ['viewer', 'billing', 'admin'] as const) {
+    const user = await createUserWithToken(database.db);
+    await database.db.membership.create({ data: { organizationId: org, userId: user.userId, role } });
+    tokens.set(role, user.token);
+  }
+  const outsider = await createUserWithToken(database.db);
+  foreignOrg = await createOrganization(database.db, outsider.userId, 'owner');
+  tokens.set('outsider', outsider.token);
+  tokens.set('staff-ops', (await createUserWithToken(database.db, { staffRole: 'ops' })).token);
+  tokens.set('staff-admin', (await createUserWithToken(database.db, { staffRole: 'admin' })).token);
+
+  const placed = await call(`${app.url}/v1/orders`, {
+    token: owner.token,
+    body: { organizationId: org, plan: 'starter', domain: 'matrix-own.woolly.test' },
+  });
+  instanceId = placed.body.instanceId;
+  orderId = placed.body.id;
+  const foreign = await call(`${app.url}/v1/orders`, {
+    token: outsider.token,
+    body: { organizationId: foreignOrg, plan: 'starter', domain: 'matrix-foreign.woolly.test' },
+  });
+  foreignInstanceId = foreign.body.instanceId;
+});
+
+after(async () => {
+  await app.release();
+  await database.release();
+});
+
+const tokenOf = (caller: Caller) => (caller === 'anonymous' ? undefined : tokens.get(caller));
+const expect = (caller: Caller, table: Partial<Record<Caller | 'member' | 'staff', number>>): number =>
+  table[caller] ??
+  (MEMBERS.includes(caller) ? table.member : undefined) ??
+  (STAFF.includes(caller) ? table.staff : undefined) ??
+  -1;
+
+interface Route {
+  name: string;
+  request: (caller: Caller) => { path: string; method?: string; body?: unknown };
+  expected: Partial<Record<Caller | 'member' | 'staff', number>>;
+}
+
+const ROUTES: Route[] = [
+  {
+    name: 'GET an instance of the organization',
+    request: () => ({ path: `/v1/instances/${instanceId}` }),
+    expected: { anonymous: 401, outsider: 404, member: 200, staff: 200 },
+  },
+  {
+    name: 'GET an order of the organization',
+    request: () => ({ path: `/v1/orders/${orderId}` }),
+    expected: { anonymous: 401, outsider: 404, member: 200, staff: 200 },
+  },
+  {
+    name: 'GET an instance that does not exist',
+    request: () => ({ path: `/v1/instances/${randomUUID()}` }),
+    expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
+  },
+  {
+    name: 'POST an order for the organization',
+    request: (caller) => ({
+      path: '/v1/orders',
+      body: {
+        organizationId: org,
+        plan: 'starter',
+        domain: `m-${caller}-${randomUUID().slice(0, 6)}.woolly.test`,
+      },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 201,
+      admin: 201,
+      owner: 201,
+      staff: 201,
+    },
+  },
+  {
+    name: 'POST an order for an organization that does not exist',
+    request: (caller) => ({
+      path: '/v1/orders',
+      body: {
+        organizationId: randomUUID(),
+        plan: 'starter',
+        domain: `n-${caller}-${randomUUID().slice(0, 6)}.woolly.test`,
+      },
+    }),
+    expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
+  },
+  {
+    name: 'approve payment of the order (staff only)',
+    request: () => ({ path: `/v1/orders/${orderId}/approve-payment`, method: 'POST' }),
+    // Customers' tokens lack the admin scope: 403 whatever the order, so nothing leaks. Staff
+    // run in CALLERS order: ops approves (200), then admin finds the order paid (409).
+    expected: { anonymous: 401, outsider: 403, member: 403, 'staff-ops': 200, 'staff-admin': 409 },
+  },
+  {
+    name: 'list organizations',
+    request: () => ({ path: '/v1/organizations' }),
+    expected: { anonymous: 401, outsider: 200, member: 200, staff: 200 },
+  },
+  {
+    name: 'list tokens (own only)',
+    request: () => ({ path: '/v1/tokens' }),
+    expected: { anonymous: 401, outsider: 200, member: 200, staff: 200 },
+  },
+];
+
+describe('policy matrix', () => {
+  for (const route of ROUTES) {
+    for (const caller of CALLERS) {
+      const status = expect(caller, route.expected);
+      test(`${route.name}: ${caller} → ${status}`, async () => {
+        const { path, method, body } = route.request(caller);
+        const response = await call(`${app.url}${path}`, { method, token: tokenOf(caller), body });
+        assert.equal(response.status, status, JSON.stringify(response.body));
+      });
+    }
+  }
+});
+
+describe('lists hold only what the caller may see', () => {
+  for (const caller of CALLERS.filter((c) => c !== 'anonymous')) {
+    test(`${caller}: instances and organizations`, async () => {
+      const instances = await call(`${app.url}/v1/instances?limit=200`, { token: tokenOf(caller) });
+      const ids = instances.body.data.map((i: { id: string }) => i.id);
+      const orgs = await call(`${app.url}/v1/organizations`, { token: tokenOf(caller) });
+      const orgIds = orgs.body.data.map((o: { id: string }) => o.id);
+      if (STAFF.includes(caller)) {
+        assert.ok(ids.includes(instanceId) && ids.includes(foreignInstanceId));
+        assert.ok(orgIds.includes(org) && orgIds.includes(foreignOrg));
+      } else if (caller === 'outsider') {
+        assert.ok(!ids.includes(instanceId) && ids.includes(foreignInstanceId));
+        assert.deepEqual(orgIds, [foreignOrg]);
+      } else {
+        assert.ok(ids.includes(instanceId) && !ids.includes(foreignInstanceId));
+        assert.deepEqual(orgIds, [org]);
+      }
+      const tokensList = await call(`${app.url}/v1/tokens`, { token: tokenOf(caller) });
+      assert.equal(tokensList.body.data.length, 1, 'only the caller’s own token');
+    });
+  }
+});
