@@ -52,12 +52,15 @@ const DETAIL = `
   where i.id = $1 and ${VISIBLE}`;
 
 const LIST = `
-  select coalesce(json_agg(row order by "createdAt" desc, id desc), '[]')::text as json from (
-    select json_build_object(${SUMMARY_FIELDS}) as row, i."createdAt", i.id
-      from "Instance" i join "Plan" p on p.id = i."planId" left join "Cluster" c on c.id = i."clusterId"
-     where ($1::text is null or i.status::text = $1) and ${VISIBLE}
-     order by i."createdAt" desc, i.id desc
-     limit $3) listed`;
+  select json_build_object(${SUMMARY_FIELDS})::text as json, i."createdAt", i.id
+    from "Instance" i join "Plan" p on p.id = i."planId" left join "Cluster" c on c.id = i."clusterId"
+   where ($1::text is null or i.status::text = $1) and ${VISIBLE}
+     and ($4::text is null or p.code = $4)
+     and ($5::text is null or c.name = $5)
+     and ($6::text is null or i.domain like '%' || $6 || '%' escape '\\')
+     and ($7::timestamptz is null or (i."createdAt", i.id) < ($7, $8::uuid))
+   order by i."createdAt" desc, i.id desc
+   limit $3`;
 
 /** The instance as `InstanceDetail` JSON text, or null when missing or not visible. */
 export async function findInstanceDetailJson(
@@ -73,15 +76,37 @@ export async function findInstanceDetailJson(
   return rows[0]?.json ?? null;
 }
 
-/** A JSON array of `Instance` summaries, newest first. */
-export async function listInstanceSummariesJson(
+export interface InstanceListFilter {
+  memberUserId: string | null;
+  status: InstanceStatus | undefined;
+  plan: string | undefined;
+  cluster: string | undefined;
+  /** Part of the domain. */
+  search: string | undefined;
+  limit: number;
+  /** Continue after this row (the last of the previous page). */
+  after: { createdAt: Date; id: string } | undefined;
+}
+
+/** A page of `Instance` summaries, newest first, as JSON texts with the keyset of each. */
+export async function listInstanceSummaries(
   pool: Pool,
-  filter: { memberUserId: string | null; status: InstanceStatus | undefined; limit: number },
-): Promise<string> {
-  const { rows } = await pool.query<{ json: string }>({
+  filter: InstanceListFilter,
+): Promise<{ json: string; createdAt: Date; id: string }[]> {
+  const like = filter.search?.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`);
+  const { rows } = await pool.query<{ json: string; createdAt: Date; id: string }>({
     name: 'instance-list',
     text: LIST,
-    values: [filter.status ?? null, filter.memberUserId, filter.limit],
+    values: [
+      filter.status ?? null,
+      filter.memberUserId,
+      filter.limit,
+      filter.plan ?? null,
+      filter.cluster ?? null,
+      like ?? null,
+      filter.after?.createdAt ?? null,
+      filter.after?.id ?? null,
+    ],
   });
-  return rows[0]?.json ?? '[]';
+  return rows;
 }

@@ -1,14 +1,13 @@
 import type { ApiDeps } from '../context.ts';
 import type { OperationHandlers } from '../openapi.ts';
 import { requestContext } from '../request-context.ts';
-import { getInstanceJson, listInstancesJson } from './instances.service.ts';
+import { getInstanceJson, listInstancesPageJson } from './instances.service.ts';
 
 export function instancesHandlers(deps: ApiDeps): Pick<OperationHandlers, 'listInstances' | 'getInstance'> {
   return {
     async listInstances(req, res, { query }) {
       const { actor } = requestContext(req);
-      const data = await listInstancesJson(deps, actor, { status: query.status, limit: query.limit ?? 50 });
-      res.type('application/json').send(`{"data":${data}}`);
+      res.type('application/json').send(await listInstancesPageJson(deps, actor, query));
     },
     async getInstance(req, res, { params }) {
       const { actor } = requestContext(req);

@@ -2,18 +2,54 @@ import { AppError } from '../../core/errors.ts';
 import type { InstanceStatus } from '../../core/generated/prisma/enums.ts';
 import type { Actor, ApiDeps } from '../context.ts';
 import { isStaff } from '../policy.ts';
-import { findInstanceDetailJson, listInstanceSummariesJson } from './instances.repository.ts';
+import { findInstanceDetailJson, listInstanceSummaries } from './instances.repository.ts';
 
 /** Limits reads to the instances the actor may see: staff all, others their organizations'. */
 const memberFilter = (actor: Actor) => (isStaff(actor) ? null : actor.userId);
 
-/** Instances the actor may see, newest first, as a JSON array. */
-export function listInstancesJson(
+/** An opaque page cursor: the keyset (creation time, id) of the last row served. */
+function encodeCursor(row: { createdAt: Date; id: string }): string {
+  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(at ?? '');
+  if (Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id ?? '')) {
+    throw new AppError('validation_failed', 'The cursor is not one this API gave out.', {
+      errors: [{ field: 'cursor', message: 'is invalid' }],
+    });
+  }
+  return { createdAt, id: id as string };
+}
+
+/** A page of the instances the actor may see, newest first, as `{ data, nextCursor }` JSON. */
+export async function listInstancesPageJson(
   deps: Pick<ApiDeps, 'pool'>,
   actor: Actor,
-  filter: { status: InstanceStatus | undefined; limit: number },
+  query: {
+    status?: InstanceStatus | undefined;
+    plan?: string | undefined;
+    cluster?: string | undefined;
+    q?: string | undefined;
+    limit?: number | undefined;
+    cursor?: string | undefined;
+  },
 ): Promise<string> {
-  return listInstanceSummariesJson(deps.pool, { memberUserId: memberFilter(actor), ...filter });
+  const limit = query.limit ?? 50;
+  const rows = await listInstanceSummaries(deps.pool, {
+    memberUserId: memberFilter(actor),
+    status: query.status,
+    plan: query.plan,
+    cluster: query.cluster,
+    search: query.q,
+    limit: limit + 1,
+    after: query.cursor ? decodeCursor(query.cursor) : undefined,
+  });
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  const nextCursor = rows.length > limit && last ? JSON.stringify(encodeCursor(last)) : 'null';
+  return `{"data":[${page.map((row) => row.json).join(',')}],"nextCursor":${nextCursor}}`;
 }
 
 /** One instance with its operations, steps, events and applied manifests, as JSON. */

@@ -105,3 +105,62 @@ test('an unknown route is a problem+json 404', async () => {
   assert.equal(response.status, 404);
   assert.match(response.headers.get('content-type') ?? '', /application\/problem\+json/);
 });
+
+test('cursor pagination walks every instance exactly once, newest first, even as new ones arrive', async () => {
+  const user = await createUserWithToken(database.db);
+  const org = await createOrganization(database.db, user.userId);
+  const created = [];
+  for (let i = 0; i < 5; i++) created.push(await instance(org, 'running'));
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const query: string = cursor ? `limit=2&cursor=${encodeURIComponent(cursor)}` : 'limit=2';
+    const page = await call(`${app.url}/v1/instances?${query}`, { token: user.token });
+    assert.equal(page.status, 200);
+    seen.push(...page.body.data.map((i: { id: string }) => i.id));
+    cursor = page.body.nextCursor;
+    pages++;
+    if (pages === 1) await instance(org, 'running'); // arrives mid-walk, before the cursor
+  } while (cursor);
+  assert.equal(pages, 3);
+  assert.deepEqual(seen, created.map((i) => i.id).reverse());
+});
+
+test('the list filters by plan, cluster and part of the domain (wildcards taken literally)', async () => {
+  const user = await createUserWithToken(database.db);
+  const org = await createOrganization(database.db, user.userId);
+  const plain = await instance(org, 'running');
+  const cluster = await database.db.cluster.findUniqueOrThrow({ where: { name: 'dry-run' } });
+  await database.db.instance.update({ where: { id: plain.id }, data: { clusterId: cluster.id } });
+  const starterPlan = await database.db.plan.findUniqueOrThrow({ where: { code: 'starter' } });
+  const starter = await database.db.instance.create({
+    data: {
+      organizationId: org,
+      planId: starterPlan.id,
+      domain: 'abc-under-score.woolly.test',
+      mastodonVersion: 'v4.5.11',
+      status: 'running',
+      spec: {},
+    },
+  });
+  const ids = async (query: string) =>
+    (await call(`${app.url}/v1/instances?${query}`, { token: user.token })).body.data.map(
+      (i: { id: string }) => i.id,
+    );
+  assert.deepEqual(await ids('plan=starter'), [starter.id]);
+  assert.deepEqual(await ids('cluster=dry-run'), [plain.id]);
+  assert.deepEqual(await ids('q=UNDER-SCORE'), [starter.id]);
+  assert.deepEqual(await ids('q=%25'), [], 'a % matches only a literal %');
+  assert.deepEqual(await ids('q=abc_under'), [], 'an _ matches only a literal _');
+  assert.deepEqual(await ids('plan=nonexistent'), []);
+});
+
+test('a cursor that was not handed out is a 400', async () => {
+  const user = await createUserWithToken(database.db);
+  for (const cursor of ['garbage', Buffer.from('2026-01-01T00:00:00.000Z|nope').toString('base64url')]) {
+    const response = await call(`${app.url}/v1/instances?cursor=${cursor}`, { token: user.token });
+    assert.equal(response.status, 400);
+    assert.equal(response.body.errors[0].field, 'cursor');
+  }
+});
