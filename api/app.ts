@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import passport from 'passport';
 import { AppError, toProblem } from '../core/errors.ts';
+import { auditHandlers } from './audit/audit.routes.ts';
 import { authHandlers } from './auth/auth.routes.ts';
 import { useBearerTokens } from './auth/bearer.ts';
 import { requireCsrfToken } from './auth/csrf.ts';
@@ -131,6 +132,7 @@ export function makeApp(deps: ApiDeps): express.Express {
         ...ordersHandlers(deps),
         ...instancesHandlers(deps),
         ...tokensHandlers(deps),
+        ...auditHandlers(deps),
         ...authHandlers(deps, sessions),
       },
       {

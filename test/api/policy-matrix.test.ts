@@ -146,6 +146,16 @@ const ROUTES: Route[] = [
     expected: { anonymous: 401, outsider: 403, member: 403, 'staff-ops': 200, 'staff-admin': 409 },
   },
   {
+    name: "the organization's audit log (owners)",
+    request: () => ({ path: `/v1/organizations/${org}/audit-log` }),
+    expected: { anonymous: 401, outsider: 404, viewer: 404, billing: 404, admin: 404, owner: 200, staff: 200 },
+  },
+  {
+    name: 'the fleet audit log (staff)',
+    request: () => ({ path: '/v1/audit-log' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
     name: 'list organizations',
     request: () => ({ path: '/v1/organizations' }),
     expected: { anonymous: 401, outsider: 200, member: 200, staff: 200 },
