@@ -148,7 +148,15 @@ const ROUTES: Route[] = [
   {
     name: "the organization's audit log (owners)",
     request: () => ({ path: `/v1/organizations/${org}/audit-log` }),
-    expected: { anonymous: 401, outsider: 404, viewer: 404, billing: 404, admin: 404, owner: 200, staff: 200 },
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 404,
+      owner: 200,
+      staff: 200,
+    },
   },
   {
     name: 'the fleet audit log (staff)',
