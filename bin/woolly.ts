@@ -105,7 +105,16 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
     releases.push(() => pool.end());
     const server: Server = makeApp({ db, pool, config, log }).listen(config.port, config.host);
     await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
-    releases.push(() => new Promise((resolve) => server.close(resolve)));
+    // Open event streams would hold close() forever: idle connections go at once, the rest
+    // (streams, slow requests) after a 2 s grace.
+    releases.push(
+      () =>
+        new Promise((resolve) => {
+          server.close(resolve);
+          server.closeIdleConnections();
+          setTimeout(() => server.closeAllConnections(), 2000).unref();
+        }),
+    );
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
