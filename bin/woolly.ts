@@ -80,7 +80,9 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
   onShutdown(log, releases);
   const database = await openDatabase(config, log, options.embedded);
   if (database.embedded) releases.push(database.embedded.release);
-  const box = makeSecretBox(await masterKeys(config, log));
+  // The keys in force, the local development key included, for everything derived from them.
+  const keys = await masterKeys(config, log);
+  const box = makeSecretBox(keys);
   if (options.embedded) {
     const applied = await migrate(database.url);
     if (applied.length > 0) log.info('migrations applied', { migrations: applied });
@@ -103,7 +105,10 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
   if (options.api) {
     const pool = makePool(database.url);
     releases.push(() => pool.end());
-    const server: Server = makeApp({ db, pool, config, log }).listen(config.port, config.host);
+    const server: Server = makeApp({ db, pool, config: { ...config, masterKeys: keys }, log }).listen(
+      config.port,
+      config.host,
+    );
     await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
     // Open event streams would hold close() forever: idle connections go at once, the rest
     // (streams, slow requests) after a 2 s grace.

@@ -1,6 +1,4 @@
 import { hkdfSync, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import connectPgSimple from 'connect-pg-simple';
 import type { Request, RequestHandler, Response } from 'express';
 import session from 'express-session';
@@ -39,19 +37,6 @@ export function makeSessionActor(user: { id: string; email: string; staffRole: S
   };
 }
 
-/** The local key file `woolly start` keeps under the data directory, when there is one. */
-function readLocalMasterKey(dataDir: string): Buffer[] {
-  const file = path.resolve(dataDir, 'master.key');
-  let content: string;
-  try {
-    content = readFileSync(file, 'utf8');
-  } catch {
-    return [];
-  }
-  const key = Buffer.from(content.trim().split(':')[1] ?? '', 'base64');
-  return key.length === 32 ? [key] : [];
-}
-
 /**
  * The secrets the session cookie is signed with: the first signs, all are accepted.
  *
@@ -59,16 +44,14 @@ function readLocalMasterKey(dataDir: string): Buffer[] {
  * `npm start` must work with nothing configured, yet sessions should survive a restart, so
  * the secret is derived (HKDF-SHA256 under its own label, which reveals nothing of the key)
  * from the master keys, which are stable and secret already: WOOLLY_MASTER_KEYS, or the local
- * key file that `woolly start` makes before it serves. One secret per master key keeps
- * sessions valid across a key rotation. With no key at all (tests) a random secret is used
+ * key that `woolly start` makes before it serves (it passes the keys in force in `config`).
+ * One secret per master key keeps sessions valid across a key rotation. With no key at all (tests) a random secret is used
  * and sessions end with the process.
  */
 export function sessionSecrets(config: Config): string[] {
   if (config.session.secret) return [config.session.secret];
-  const keys =
-    config.masterKeys.length > 0 ? config.masterKeys.map((k) => k.key) : readLocalMasterKey(config.dataDir);
-  if (keys.length === 0) return [randomBytes(32).toString('base64url')];
-  return keys.map((key) =>
+  if (config.masterKeys.length === 0) return [randomBytes(32).toString('base64url')];
+  return config.masterKeys.map(({ key }) =>
     Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'woolly:session-cookie', 32)).toString('base64url'),
   );
 }
