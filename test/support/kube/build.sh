@@ -24,6 +24,9 @@ if [[ -z "$kube_version" || -z "$etcd_version" ]]; then
   exit 1
 fi
 
+# CI may run without HOME; Go needs one for its caches, and Node's os.homedir() (which
+# kube-server.ts uses to find the binaries) falls back to the same passwd entry.
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 cache="${WOOLLY_KUBE_CACHE:-$HOME/.cache/woolly/kube}"
 dest="$cache/$kube_version-etcd-$etcd_version"
 
