@@ -2,7 +2,7 @@ import { AppError } from '../../core/errors.ts';
 import { audit } from '../audit.ts';
 import type { ApiDeps } from '../context.ts';
 import type { OperationHandlers } from '../openapi.ts';
-import { isStaff } from '../policy.ts';
+import { assertOrganizationAccess, isStaff } from '../policy.ts';
 import { requestContext } from '../request-context.ts';
 
 const present = (org: { id: string; name: string; slug: string; createdAt: Date }) => ({
@@ -14,7 +14,7 @@ const present = (org: { id: string; name: string; slug: string; createdAt: Date 
 
 export function organizationsHandlers(
   deps: ApiDeps,
-): Pick<OperationHandlers, 'createOrganization' | 'listOrganizations'> {
+): Pick<OperationHandlers, 'createOrganization' | 'listOrganizations' | 'listMembers'> {
   return {
     /** Creates an organization with the caller as its owner. */
     async createOrganization(req, res, { body }) {
@@ -53,6 +53,29 @@ export function organizationsHandlers(
         take: 200,
       });
       res.json({ data: orgs.map(present) });
+    },
+
+    /** Who belongs to the organization, with which role; any member (or staff) may look. */
+    async listMembers(req, res, { params }) {
+      const { actor } = requestContext(req);
+      await assertOrganizationAccess(deps.db, actor, params.id, ['owner', 'admin', 'billing', 'viewer']);
+      const memberships = await deps.db.membership.findMany({
+        where: { organizationId: params.id },
+        include: { user: { select: { email: true, name: true } } },
+        orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+      });
+      const ownersFirst = [...memberships].sort(
+        (a, b) => Number(b.role === 'owner') - Number(a.role === 'owner'),
+      );
+      res.json({
+        data: ownersFirst.map((membership) => ({
+          userId: membership.userId,
+          email: membership.user.email,
+          name: membership.user.name,
+          role: membership.role,
+          joinedAt: membership.createdAt.toISOString(),
+        })),
+      });
     },
   };
 }

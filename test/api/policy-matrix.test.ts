@@ -146,6 +146,11 @@ const ROUTES: Route[] = [
     expected: { anonymous: 401, outsider: 403, member: 403, 'staff-ops': 200, 'staff-admin': 409 },
   },
   {
+    name: "the organization's members",
+    request: () => ({ path: `/v1/organizations/${org}/members` }),
+    expected: { anonymous: 401, outsider: 404, member: 200, staff: 200 },
+  },
+  {
     name: "the organization's audit log (owners)",
     request: () => ({ path: `/v1/organizations/${org}/audit-log` }),
     expected: {
@@ -209,4 +214,14 @@ describe('lists hold only what the caller may see', () => {
       assert.equal(tokensList.body.data.length, 1, 'only the caller’s own token');
     });
   }
+});
+
+test('members see who belongs to their organization and in which role, owners first', async () => {
+  const response = await call(`${app.url}/v1/organizations/${org}/members`, { token: tokenOf('viewer') });
+  assert.equal(response.status, 200);
+  const roles = response.body.data.map((member: { role: string }) => member.role);
+  assert.equal(roles[0], 'owner');
+  assert.deepEqual([...roles].sort(), ['admin', 'billing', 'owner', 'viewer']);
+  const emails = response.body.data.map((member: { email: string }) => member.email);
+  assert.equal(new Set(emails).size, 4);
 });
