@@ -219,7 +219,6 @@ export function responseErrors(operationId: string, status: number, body: unknow
 }
 
 type Operations = import('./generated/openapi.ts').operations;
-export type Schemas = import('./generated/openapi.ts').components['schemas'];
 type Json<T> = T extends { content: { 'application/json': infer B } } ? B : never;
 
 /** The validated input of an operation, typed from the document. */

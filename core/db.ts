@@ -26,6 +26,11 @@ export function makePool(databaseUrl: string): pg.Pool {
   return new pg.Pool({ connectionString: databaseUrl, max: 10 });
 }
 
+/** True when Prisma refused a write for breaking a unique constraint (its code P2002). */
+export function isUniqueViolation(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 'P2002';
+}
+
 /** A Prisma client over the pg driver adapter (no native query engine). */
 export function makePrisma(databaseUrl: string): PrismaClient {
   return new PrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl }) });

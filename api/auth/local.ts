@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Strategy as LocalStrategy } from 'passport-local';
 import { hashPassword, hashToken, verifyPassword } from '../../core/crypto.ts';
-import type { Db } from '../../core/db.ts';
+import { type Db, isUniqueViolation } from '../../core/db.ts';
 import { AppError } from '../../core/errors.ts';
 import { audit } from '../audit.ts';
 import type { ApiDeps } from '../context.ts';
@@ -15,7 +15,6 @@ import type { Mail, Mailer } from './mailer.ts';
 export const LOCKOUT = { threshold: 5, firstWindowS: 60, maxWindowS: 60 * 60 } as const;
 
 const VERIFICATION_TTL_MS = 24 * 60 * 60 * 1000;
-const UNIQUE_VIOLATION = 'P2002';
 
 /** The account fields a sign-in needs. */
 export interface AccountRow {
@@ -213,8 +212,8 @@ export async function signUp(
     });
   // Two sign-ups of one new address at once: the loser of the unique e-mail finds the
   // winner's account on its second try.
-  const outcome = await attempt().catch((error: { code?: string }) => {
-    if (error.code === UNIQUE_VIOLATION) return attempt();
+  const outcome = await attempt().catch((error: unknown) => {
+    if (isUniqueViolation(error)) return attempt();
     throw error;
   });
   await deps.mailer.send(

@@ -1,5 +1,5 @@
 import { startSubscription } from '../../billing/index.ts';
-import type { Tx } from '../../core/db.ts';
+import { isUniqueViolation, type Tx } from '../../core/db.ts';
 import { normaliseServerDomain } from '../../core/domain/domain-name.ts';
 import { transition } from '../../core/domain/instance-status.ts';
 import { AppError, type FieldError } from '../../core/errors.ts';
@@ -14,9 +14,6 @@ export interface CreateOrderInput {
   domain: string;
   addons: string[];
 }
-
-/** Database error code for a unique constraint violation. */
-const UNIQUE_VIOLATION = 'P2002';
 
 /**
  * Places an order: the Order, its Instance (pending payment) and add-ons in one transaction.
@@ -92,7 +89,7 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
       return order;
     });
   } catch (error) {
-    if ((error as { code?: string }).code === UNIQUE_VIOLATION) throw domainTaken(domain);
+    if (isUniqueViolation(error)) throw domainTaken(domain);
     throw error;
   }
 }

@@ -1,3 +1,4 @@
+import { isUniqueViolation } from '../../core/db.ts';
 import { AppError } from '../../core/errors.ts';
 import { audit } from '../audit.ts';
 import type { ApiDeps } from '../context.ts';
@@ -33,8 +34,8 @@ export function organizationsHandlers(
           });
           return created;
         })
-        .catch((error: { code?: string }) => {
-          if (error.code === 'P2002') {
+        .catch((error: unknown) => {
+          if (isUniqueViolation(error)) {
             throw new AppError('conflict', `The slug "${input.slug}" is taken.`, {
               errors: [{ field: 'slug', message: 'Already in use.' }],
             });
