@@ -8,13 +8,17 @@ import { auditHandlers } from './audit/audit.routes.ts';
 import { authHandlers } from './auth/auth.routes.ts';
 import { useBearerTokens } from './auth/bearer.ts';
 import { requireCsrfToken } from './auth/csrf.ts';
+import { type Mailer, makeOutboxMailer } from './auth/mailer.ts';
 import { makeSessions } from './auth/session.ts';
 import { catalogHandlers } from './catalog/catalog.routes.ts';
 import type { ApiDeps } from './context.ts';
+import { domainsHandlers } from './domains/domains.routes.ts';
 import { idempotency } from './idempotency.ts';
 import { instancesHandlers } from './instances/instances.routes.ts';
 import { mountOperations, openApiDocument } from './openapi.ts';
 import { ordersHandlers } from './orders/orders.routes.ts';
+import { invitationsHandlers } from './organizations/invitations.routes.ts';
+import { membersHandlers } from './organizations/members.routes.ts';
 import { organizationsHandlers } from './organizations/organizations.routes.ts';
 import { rateLimit } from './rate-limit.ts';
 import { tokensHandlers } from './tokens/tokens.routes.ts';
@@ -95,9 +99,24 @@ const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
   res.status(problem.status).type('application/problem+json').json(problem);
 };
 
+/** The one mailer every route sends with (sign-up, invitations): `deps.mailer`, or the dev outbox. */
+function makeMailer(deps: ApiDeps): Mailer {
+  if (deps.mailer) return deps.mailer;
+  if (deps.config.env === 'production') {
+    deps.log.warn('no mail transport: account mail goes to the dev outbox under the data directory');
+  }
+  return makeOutboxMailer({
+    from: `Woolly <no-reply@${deps.config.baseDomain}>`,
+    // Tests keep mail in memory; elsewhere a developer reads it under the data directory.
+    dir: deps.config.env === 'test' ? undefined : path.resolve(deps.config.dataDir, 'outbox'),
+    log: deps.log,
+  });
+}
+
 /** The control API and the dashboard, as one express application. */
 export function makeApp(deps: ApiDeps): express.Express {
   useBearerTokens(deps);
+  const mailer = makeMailer(deps);
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
@@ -129,11 +148,14 @@ export function makeApp(deps: ApiDeps): express.Express {
         },
         ...catalogHandlers(deps),
         ...organizationsHandlers(deps),
+        ...domainsHandlers(deps),
+        ...membersHandlers(deps),
+        ...invitationsHandlers({ ...deps, mailer }),
         ...ordersHandlers(deps),
         ...instancesHandlers(deps),
         ...tokensHandlers(deps),
         ...auditHandlers(deps),
-        ...authHandlers(deps, sessions),
+        ...authHandlers({ ...deps, mailer }, sessions),
       },
       {
         idempotency: idempotency(deps.db),

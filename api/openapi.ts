@@ -56,6 +56,9 @@ interface OperationValidators {
   pathPattern: RegExp;
   params: ValidateFunction;
   query: ValidateFunction;
+  /** Documented request headers (If-Match, Idempotency-Key), by their documented names. */
+  headerNames: string[];
+  headers: ValidateFunction;
   body: ValidateFunction | null;
   bodyRequired: boolean;
   /** Documented statuses; null where the response has no body. */
@@ -122,6 +125,8 @@ function compileOperations(): Map<string, OperationValidators> {
         pathPattern: new RegExp(`^${pathTemplate.replace(/\{[^}]+\}/g, '[^/]+')}$`),
         params: parameterAjv.compile(parametersSchema(parameters.filter((p) => p.in === 'path'))),
         query: parameterAjv.compile(parametersSchema(parameters.filter((p) => p.in === 'query'))),
+        headerNames: parameters.filter((p) => p.in === 'header').map((p) => p.name),
+        headers: bodyAjv.compile(parametersSchema(parameters.filter((p) => p.in === 'header'))),
         body: bodySchema ? bodyAjv.compile(absolute(bodySchema)) : null,
         bodyRequired: operation.requestBody?.required ?? false,
         responses,
@@ -160,8 +165,8 @@ function authorize(scopes: Scope[] | null): RequestHandler {
 }
 
 /**
- * Validates a request against its operation in api/openapi.yaml: path parameters, query and
- * JSON body (defaults applied, strings in path and query coerced). Failures throw
+ * Validates a request against its operation in api/openapi.yaml: path parameters, query,
+ * documented headers and JSON body (defaults applied, strings in path and query coerced). Failures throw
  * `validation_failed` listing every field; the handler gets the result as its `input`.
  */
 function validate(operationId: string): RequestHandler {
@@ -170,9 +175,15 @@ function validate(operationId: string): RequestHandler {
   return (req, res, next) => {
     const params = { ...req.params };
     const query = { ...(req.query as Record<string, unknown>) };
+    const headers: Record<string, string> = {};
+    for (const name of operation.headerNames) {
+      const value = req.get(name);
+      if (value !== undefined) headers[name] = value;
+    }
     const errors = [
       ...(operation.params(params) ? [] : fieldErrors(operation.params.errors, '')),
       ...(operation.query(query) ? [] : fieldErrors(operation.query.errors, '')),
+      ...(operation.headers(headers) ? [] : fieldErrors(operation.headers.errors, '')),
     ];
     let body: unknown;
     if (operation.body) {
@@ -188,7 +199,7 @@ function validate(operationId: string): RequestHandler {
         errors,
       });
     }
-    res.locals.input = { params, query, body };
+    res.locals.input = { params, query, headers, body };
     next();
   };
 }
@@ -225,7 +236,12 @@ type Json<T> = T extends { content: { 'application/json': infer B } } ? B : neve
 export interface InputOf<K extends keyof Operations> {
   params: Operations[K]['parameters'] extends { path: infer P } ? P : never;
   query: Operations[K]['parameters'] extends { query?: infer Q } ? NonNullable<Q> : never;
-  body: Operations[K] extends { requestBody: infer B } ? Json<B> : never;
+  headers: Operations[K]['parameters'] extends { header?: infer H } ? NonNullable<H> : never;
+  body: Operations[K] extends { requestBody: infer B }
+    ? Json<B>
+    : Operations[K] extends { requestBody?: infer B }
+      ? Json<NonNullable<B>> | undefined
+      : never;
 }
 
 /** A handler of one operation, given its validated input. */

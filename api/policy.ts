@@ -10,6 +10,15 @@ export function isStaff(actor: Actor): boolean {
   return actor.staffRole !== null;
 }
 
+/** Every membership role: what "any member" may do. */
+export const MEMBER_ROLES: readonly MembershipRole[] = ['owner', 'admin', 'billing', 'viewer'];
+
+/** Roles that may invite people to an organization, and see and revoke its invitations. */
+export const INVITING_ROLES: readonly MembershipRole[] = ['owner', 'admin'];
+
+/** How a caller reaches an organization: through a membership's role, or as staff. */
+export type OrganizationAccess = MembershipRole | 'staff';
+
 /**
  * The one place that decides who may act on an organization. Staff may act on all; members
  * with one of `roles` on theirs. Anything else answers `not_found`, so a caller cannot learn
@@ -20,17 +29,48 @@ export async function assertOrganizationAccess(
   actor: Actor,
   organizationId: string,
   roles: readonly MembershipRole[],
-): Promise<void> {
+): Promise<OrganizationAccess> {
   if (isStaff(actor)) {
     const exists = await db.organization.count({ where: { id: organizationId } });
-    if (exists === 1) return;
+    if (exists === 1) return 'staff';
   } else {
     const membership = await db.membership.findUnique({
       where: { organizationId_userId: { organizationId, userId: actor.userId } },
     });
-    if (membership && roles.includes(membership.role)) return;
+    if (membership && roles.includes(membership.role)) return membership.role;
   }
   throw new AppError('not_found', `No organization ${organizationId}.`);
+}
+
+/**
+ * Only owners (and staff) may make someone an owner: an owner can remove every other owner,
+ * so an admin who could create one could take the organization over. The caller can see the
+ * organization, so this is a refused value (`unprocessable`), not a hidden resource.
+ */
+export function assertMayGrantRole(access: OrganizationAccess, role: MembershipRole): void {
+  if (role === 'owner' && access !== 'owner' && access !== 'staff') {
+    throw new AppError('unprocessable', 'Only owners may make someone an owner.', {
+      errors: [{ field: 'role', message: 'only owners may grant it' }],
+    });
+  }
+}
+
+/**
+ * Owners (and staff) may remove anyone from an organization; any member may remove
+ * themselves (leave). Others are told the organization is not there, as everywhere.
+ */
+export function assertMayRemoveMember(
+  db: Db | Tx,
+  actor: Actor,
+  organizationId: string,
+  userId: string,
+): Promise<OrganizationAccess> {
+  return assertOrganizationAccess(
+    db,
+    actor,
+    organizationId,
+    userId === actor.userId ? MEMBER_ROLES : ['owner'],
+  );
 }
 
 /**
@@ -47,6 +87,37 @@ export async function assertMayOrder(db: Db | Tx, actor: Actor): Promise<void> {
     throw new AppError(
       'forbidden',
       'Confirm your e-mail address before ordering: follow the link in the mail sent at sign-up (signing up again sends a new one).',
+    );
+  }
+}
+
+/** Roles that may upgrade, delete, restore and back up a server. */
+export const SERVER_ROLES: readonly MembershipRole[] = ['owner', 'admin'];
+
+/**
+ * Who may change an instance: staff always; members of its organization with one of `roles`
+ * (`'staff'`: nobody else). A caller who cannot see the instance gets `not_found`; a member
+ * who can see it but whose role does not allow the change gets `forbidden`, since hiding a
+ * resource from someone who just read it protects nothing.
+ */
+export async function assertInstanceRole(
+  db: Db | Tx,
+  actor: Actor,
+  instance: { id: string; organizationId: string },
+  roles: readonly MembershipRole[] | 'staff',
+): Promise<void> {
+  if (isStaff(actor)) return;
+  const membership = await db.membership.findUnique({
+    where: { organizationId_userId: { organizationId: instance.organizationId, userId: actor.userId } },
+    select: { role: true },
+  });
+  if (!membership) throw new AppError('not_found', `No instance ${instance.id}.`);
+  if (roles === 'staff' || !roles.includes(membership.role)) {
+    throw new AppError(
+      'forbidden',
+      roles === 'staff'
+        ? 'Only Woolly staff may do this.'
+        : `Your role (${membership.role}) cannot do this; it needs ${roles.join(' or ')}.`,
     );
   }
 }

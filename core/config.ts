@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const hostname = z
@@ -6,6 +7,18 @@ const hostname = z
   .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/, {
     message: 'must be a DNS name such as hosted.example.com',
   });
+
+/**
+ * One `WOOLLY_DNS_SERVERS` entry as node:dns `setServers` takes it (`ip:port`, `[ipv6]:port`;
+ * port 53 when left out), or null. Only IP addresses: a resolver cannot be found by name.
+ */
+function dnsServer(entry: string): string | null {
+  const match = /^(?:([0-9.]+)|\[([0-9a-fA-F:.]+)\])(?::([0-9]{1,5}))?$/.exec(entry.trim());
+  const host = match?.[1] ?? match?.[2];
+  const port = Number(match?.[3] ?? 53);
+  if (!host || isIP(host) === 0 || port < 1 || port > 65535) return null;
+  return match?.[2] ? `[${host}]:${port}` : `${host}:${port}`;
+}
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
@@ -26,6 +39,12 @@ const envSchema = z.object({
   /** `none` keeps the ledger and lets staff mark orders paid; Stripe arrives with billing. */
   WOOLLY_BILLING_PROVIDER: z.enum(['none']).default('none'),
   WOOLLY_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  /** How long a deleted server waits, stopped and restorable, before it is purged. */
+  WOOLLY_DELETION_GRACE_HOURS: z.coerce
+    .number()
+    .min(0)
+    .max(24 * 90)
+    .default(168),
   /** Signs the session cookie; required in production (elsewhere derived, see api/auth/session.ts). */
   WOOLLY_SESSION_SECRET: z.string().min(32, { message: 'must be at least 32 characters' }).optional(),
   /** A signed-in session ends after this many minutes without a request. */
@@ -41,6 +60,14 @@ const envSchema = z.object({
   WOOLLY_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(600),
   /** Requests a minute per client address without credentials, per API process. */
   WOOLLY_RATE_LIMIT_ANONYMOUS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(120),
+  /** Resolvers that check custom domains' TXT records, `ip:port,...`; unset: the system's. */
+  WOOLLY_DNS_SERVERS: z
+    .string()
+    .refine((value) => value.split(',').every((entry) => dnsServer(entry) !== null), {
+      message: 'must be a comma-separated list of ip:port, such as 192.0.2.53:53,[2001:db8::53]:53',
+    })
+    .transform((value) => value.split(',').flatMap((entry) => dnsServer(entry) ?? []))
+    .optional(),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 });
@@ -62,6 +89,8 @@ export interface Config {
   /** Empty when unset; only `woolly start` outside production may then make a local key. */
   masterKeys: MasterKey[];
   mastodonVersion: string;
+  /** Hours between deleting a server and purging it; until then it can be restored. */
+  deletionGraceHours: number;
   billingProvider: 'none';
   workerConcurrency: number;
   /** Cookie sessions; `secret` is unset outside production when not given (then derived). */
@@ -69,6 +98,8 @@ export interface Config {
   /** Base URL of the API and dashboard as people reach them, without a trailing slash. */
   publicUrl: string;
   rateLimits: { perActorPerMinute: number; perIpPerMinute: number };
+  /** DNS servers as `ip:port` (`[ip]:port` for IPv6); empty: the system's resolvers. */
+  dnsServers: string[];
   log: { level: 'error' | 'warn' | 'info' | 'debug'; format: 'json' | 'pretty' };
 }
 
@@ -134,6 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     baseDomain: e.WOOLLY_BASE_DOMAIN,
     masterKeys,
     mastodonVersion: e.WOOLLY_MASTODON_VERSION,
+    deletionGraceHours: e.WOOLLY_DELETION_GRACE_HOURS,
     billingProvider: e.WOOLLY_BILLING_PROVIDER,
     workerConcurrency: e.WOOLLY_WORKER_CONCURRENCY,
     session: { secret: e.WOOLLY_SESSION_SECRET, idleMinutes: e.WOOLLY_SESSION_IDLE_MINUTES },
@@ -144,6 +176,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       perActorPerMinute: e.WOOLLY_RATE_LIMIT_PER_MINUTE,
       perIpPerMinute: e.WOOLLY_RATE_LIMIT_ANONYMOUS_PER_MINUTE,
     },
+    dnsServers: e.WOOLLY_DNS_SERVERS ?? [],
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
   };
 }

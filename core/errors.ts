@@ -17,6 +17,10 @@ const CODES = {
   domain_unavailable: { status: 409, title: 'The domain is not available' },
   /** The change does not fit the resource's current state. */
   conflict: { status: 409, title: 'The request conflicts with the current state' },
+  /** `If-Match` names a generation that is no longer current: re-read, then retry. */
+  precondition_failed: { status: 412, title: 'The resource changed since you read it' },
+  /** The change needs `If-Match` with the generation the caller last read. */
+  precondition_required: { status: 428, title: 'Send If-Match' },
   /** The body is well formed but names something that does not exist or is not allowed. */
   unprocessable: { status: 422, title: 'The request cannot be processed' },
   unsupported_media_type: { status: 415, title: 'Send application/json' },

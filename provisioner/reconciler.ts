@@ -1,7 +1,8 @@
 import type { SecretBox } from '../core/crypto.ts';
-import type { Db } from '../core/db.ts';
+import type { Db, Prisma } from '../core/db.ts';
 import type { PlanLimits } from '../core/domain/catalog.ts';
-import { transition } from '../core/domain/instance-status.ts';
+import { type InstanceStatus, transition } from '../core/domain/instance-status.ts';
+import type { OperationKind } from '../core/generated/prisma/enums.ts';
 import type { Logger } from '../core/log.ts';
 import { parseClusterSettings } from './cluster-settings.ts';
 import { namespaceFor, renderInstanceManifests, renderInstanceSecret } from './manifests/render-instance.ts';
@@ -18,57 +19,64 @@ export interface ReconcilerDeps {
 }
 
 type StepResult = { outcome: 'succeeded' | 'skipped'; detail?: string };
+type RunStep = (name: string, run: () => Promise<StepResult>) => Promise<void>;
 
 const SECRET_NAME = 'mastodon-secrets';
 
+/** Statuses in which the reconciler brings the cluster to the spec. */
+const RECONCILED: readonly InstanceStatus[] = ['provisioning', 'updating', 'suspended', 'deleting'];
+
+interface InstanceSpec {
+  suspended?: boolean;
+  suspendReason?: string | null;
+}
+
 /**
- * Brings one instance to its desired state. Level-triggered: it reads the instance, runs only
- * the steps of the current operation that have not yet succeeded, and records each as an
- * OperationStep. A failing step is recorded and rethrown so the queue retries with backoff;
- * the retry resumes at that step.
+ * The operation a job works on: the newest running one that `matches` (a change made meanwhile
+ * opened a newer one, which supersedes the older), or else a new one of `kind`.
  */
-export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string): Promise<void> {
-  const { db } = deps;
-  const instance = await db.instance.findUnique({
-    where: { id: instanceId },
-    include: { plan: true, addons: { include: { addonType: true } } },
-  });
-  if (!instance) return;
-  const log = deps.log.child({ instanceId });
-  if (instance.status !== 'provisioning') {
-    // Other states (upgrade, suspend, delete) arrive with their operations; nothing to do here.
-    log.debug('reconcile: nothing to do', { status: instance.status });
-    return;
-  }
-  const operation =
+async function currentOperation(
+  db: Db,
+  instanceId: string,
+  generation: number,
+  kind: OperationKind,
+  matches: Prisma.EnumOperationKindFilter = { equals: kind },
+) {
+  return (
     (await db.operation.findFirst({
-      where: { instanceId, generation: instance.generation, status: 'running', kind: 'provision' },
-    })) ??
-    (await db.operation.create({
-      data: { instanceId, kind: 'provision', status: 'running', generation: instance.generation },
-    }));
-  const opLog = log.child({ operationId: operation.id });
+      where: { instanceId, status: 'running', kind: matches },
+      orderBy: [{ generation: 'desc' }, { startedAt: 'desc' }],
+    })) ?? (await db.operation.create({ data: { instanceId, kind, status: 'running', generation } }))
+  );
+}
+
+/**
+ * Records each step of `operationId` as an OperationStep, skipping steps that already
+ * succeeded in it (a retried job resumes where the last attempt failed). A failing step is
+ * recorded with an Event and rethrown, so the queue retries with backoff.
+ */
+async function stepRunner(deps: ReconcilerDeps, instanceId: string, operationId: string): Promise<RunStep> {
+  const { db } = deps;
+  const log = deps.log.child({ instanceId, operationId });
   const done = new Set(
     (
       await db.operationStep.findMany({
-        where: { operationId: operation.id, outcome: { in: ['succeeded', 'skipped'] } },
+        where: { operationId, outcome: { in: ['succeeded', 'skipped'] } },
+        select: { name: true },
       })
     ).map((step) => step.name),
   );
-
-  const step = async (name: string, run: () => Promise<StepResult>) => {
+  return async (name, run) => {
     if (done.has(name)) return;
-    const attempt = (await db.operationStep.count({ where: { operationId: operation.id, name } })) + 1;
-    const row = await db.operationStep.create({
-      data: { operationId: operation.id, name, outcome: 'running', attempt },
-    });
+    const attempt = (await db.operationStep.count({ where: { operationId, name } })) + 1;
+    const row = await db.operationStep.create({ data: { operationId, name, outcome: 'running', attempt } });
     try {
       const result = await run();
       await db.operationStep.update({
         where: { id: row.id },
         data: { outcome: result.outcome, detail: result.detail ?? null, finishedAt: new Date() },
       });
-      opLog.info('step done', { step: name, outcome: result.outcome, attempt });
+      log.info('step done', { step: name, outcome: result.outcome, attempt });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       await db.operationStep.update({
@@ -78,10 +86,50 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
       await db.event.create({
         data: { instanceId, type: 'step.failed', message: `${name} failed: ${message}`, data: { attempt } },
       });
-      opLog.warn('step failed', { step: name, attempt, error: message });
+      log.warn('step failed', { step: name, attempt, error: message });
       throw error;
     }
   };
+}
+
+const targetOf = (deps: ReconcilerDeps, cluster: { target: string }) =>
+  (deps.targetFor ?? (() => makeDryRunTarget(deps.db)))(cluster);
+
+/**
+ * Brings one instance to its desired state. Level-triggered: it reads the instance, runs the
+ * steps of the current operation that have not yet succeeded, and records each. A server
+ * that is suspended, or deleted and waiting out its grace period, is rendered scaled to zero.
+ * When done, the instance's `observedGeneration` is the generation rendered and its status
+ * follows from the spec: `running`, or `suspended`; a deleting instance stays deleting.
+ */
+export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string): Promise<void> {
+  const { db } = deps;
+  const instance = await db.instance.findUnique({
+    where: { id: instanceId },
+    include: { plan: true, addons: { include: { addonType: true } } },
+  });
+  if (!instance) return;
+  const log = deps.log.child({ instanceId });
+  const settled =
+    !RECONCILED.includes(instance.status) ||
+    (['suspended', 'deleting'].includes(instance.status) &&
+      instance.observedGeneration >= instance.generation);
+  if (settled) {
+    log.debug('reconcile: nothing to do', { status: instance.status });
+    return;
+  }
+  const generation = instance.generation;
+  const spec = (instance.spec ?? {}) as InstanceSpec;
+  const scaledDown = spec.suspended === true || instance.status === 'deleting';
+  // Backups run beside the spec's operations, as their own jobs.
+  const operation = await currentOperation(
+    db,
+    instanceId,
+    generation,
+    instance.status === 'provisioning' ? 'provision' : 'configure',
+    { not: 'backup' },
+  );
+  const step = await stepRunner(deps, instanceId, operation.id);
 
   await step('placement', async () => {
     if (instance.clusterId) return { outcome: 'skipped', detail: 'already placed' };
@@ -94,7 +142,7 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
   });
   const cluster = placed.cluster;
   if (!cluster) throw new Error('instance has no cluster after placement');
-  const target = (deps.targetFor ?? (() => makeDryRunTarget(db)))(cluster);
+  const target = targetOf(deps, cluster);
   const settings = parseClusterSettings(cluster.settings);
   const namespace = namespaceFor(instanceId);
   const databaseName = namespace.replaceAll('-', '_');
@@ -129,7 +177,7 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
       flavor: instance.flavor === 'glitch' ? 'glitch' : 'vanilla',
       planCode: instance.plan.code,
       limits: instance.plan.limits as unknown as PlanLimits,
-      generation: instance.generation,
+      generation,
       secretName: SECRET_NAME,
       database: {
         host: settings.databaseHost,
@@ -147,6 +195,7 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
       // Add-on endpoints come from their Pulumi stacks (infra/); until then add-ons render off.
       objectStorage: null,
       search: null,
+      suspended: scaledDown,
     });
     const [namespaceObject, ...rest] = objects;
     const secret = renderInstanceSecret({
@@ -156,11 +205,11 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
       values: (await loadSecrets()).values,
     });
     const ordered = namespaceObject ? [namespaceObject, secret, ...rest] : [secret, ...rest];
-    const result = await target.apply(instanceId, instance.generation, ordered);
+    const result = await target.apply(instanceId, generation, ordered);
     const pending = [...addons].filter((code) => code === 'object_storage' || code === 'elasticsearch');
     return {
       outcome: 'succeeded',
-      detail: `applied ${result.applied} objects, pruned ${result.pruned}${pending.length > 0 ? `; add-ons not yet wired: ${pending.join(', ')}` : ''}`,
+      detail: `applied ${result.applied} objects${scaledDown ? ' scaled to zero' : ''}, pruned ${result.pruned}${pending.length > 0 ? `; add-ons not yet wired: ${pending.join(', ')}` : ''}`,
     };
   });
   await step('rollout', async () =>
@@ -169,12 +218,96 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
       : Promise.reject(new Error('rollout on a real cluster is not available yet')),
   );
 
+  const outcome = await db.$transaction(async (tx) => {
+    await tx.$queryRaw`select 1 from "Instance" where id = ${instanceId}::uuid for update`;
+    const now = await tx.instance.findUniqueOrThrow({ where: { id: instanceId } });
+    await tx.operation.updateMany({
+      where: { instanceId, status: 'running', kind: { not: 'backup' }, generation: { lte: generation } },
+      data: { status: 'succeeded', finishedAt: new Date() },
+    });
+    if (now.generation !== generation || now.status !== instance.status) {
+      // Changed while this ran: record what was applied; the change queued its own reconcile.
+      await tx.instance.update({ where: { id: instanceId }, data: { observedGeneration: generation } });
+      return 'superseded' as const;
+    }
+    const next: InstanceStatus =
+      instance.status === 'provisioning' || instance.status === 'updating'
+        ? spec.suspended
+          ? 'suspended'
+          : 'running'
+        : instance.status;
+    if (next === instance.status) {
+      await tx.instance.update({ where: { id: instanceId }, data: { observedGeneration: generation } });
+    } else {
+      const statusReason =
+        next === 'suspended'
+          ? `suspended${spec.suspendReason ? `: ${spec.suspendReason}` : ''}`
+          : target.dryRun
+            ? 'provisioned in dry-run: manifests rendered and stored, nothing runs'
+            : null;
+      await transition(tx, instanceId, instance.status, next, {
+        observedGeneration: generation,
+        statusReason,
+      });
+    }
+    const message =
+      next === 'running'
+        ? target.dryRun
+          ? 'Provisioned in dry-run.'
+          : 'The server is running.'
+        : next === 'suspended'
+          ? 'The server is suspended: scaled to zero, data kept.'
+          : 'The server is stopped, waiting out its deletion grace period.';
+    await tx.event.create({
+      data: {
+        instanceId,
+        type: `instance.${next === 'deleting' ? 'stopped' : next}`,
+        message,
+        data: { dryRun: target.dryRun, generation },
+      },
+    });
+    return next;
+  });
+  log.info('reconciled', { outcome, generation, dryRun: target.dryRun });
+}
+
+/**
+ * Purges a deleted instance once its grace period is over: final backup, objects, database
+ * and secrets, then `deleted`. Run early, or after a restore, it does nothing.
+ */
+export async function purgeInstance(deps: ReconcilerDeps, instanceId: string): Promise<void> {
+  const { db } = deps;
+  const instance = await db.instance.findUnique({ where: { id: instanceId }, include: { cluster: true } });
+  if (instance?.status !== 'deleting' || !instance.deleteAfter || instance.deleteAfter > new Date()) {
+    deps.log.info('purge: not due', { instanceId, status: instance?.status });
+    return;
+  }
+  const operation = await currentOperation(db, instanceId, instance.generation, 'delete');
+  const step = await stepRunner(deps, instanceId, operation.id);
+  const target = instance.cluster ? targetOf(deps, instance.cluster) : null;
+
+  await step('final-backup', () => takeBackup(target));
+  await step('remove-objects', async () => {
+    if (!target) return { outcome: 'skipped', detail: 'never placed on a cluster' };
+    const { removed } = await target.remove(instanceId);
+    return { outcome: 'succeeded', detail: `removed ${removed} objects` };
+  });
+  await step('database', async () => {
+    if (!target || target.dryRun) return { outcome: 'skipped', detail: 'dry-run: no database was created' };
+    throw new Error('dropping databases on a real cluster is not available yet');
+  });
+  await step('secrets', async () => {
+    const { count } = await db.secretRecord.deleteMany({ where: { instanceId } });
+    return { outcome: 'succeeded', detail: `destroyed ${count} sealed secrets` };
+  });
+
   await db.$transaction(async (tx) => {
-    await transition(tx, instanceId, 'provisioning', 'running', {
-      observedGeneration: instance.generation,
-      statusReason: target.dryRun
-        ? 'provisioned in dry-run: manifests rendered and stored, nothing runs'
-        : null,
+    await transition(tx, instanceId, 'deleting', 'deleted', {
+      statusReason: 'purged after the grace period',
+    });
+    await tx.subscription.updateMany({
+      where: { instanceId, status: { not: 'cancelled' } },
+      data: { status: 'cancelled' },
     });
     await tx.operation.update({
       where: { id: operation.id },
@@ -183,20 +316,59 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
     await tx.event.create({
       data: {
         instanceId,
-        type: 'instance.running',
-        message: target.dryRun ? 'Provisioned in dry-run.' : 'The server is running.',
-        data: { dryRun: target.dryRun, generation: instance.generation },
+        type: 'instance.deleted',
+        message: 'Purged: workloads, data and secrets are gone.',
       },
     });
   });
-  opLog.info('instance running', { dryRun: target.dryRun });
+  deps.log.info('instance purged', { instanceId });
+}
+
+/** Backs up an instance's database and media; on the dry-run target there is nothing to back up. */
+async function takeBackup(target: ClusterTarget | null): Promise<StepResult> {
+  if (!target || target.dryRun) return { outcome: 'skipped', detail: 'dry-run: no data exists to back up' };
+  throw new Error('backups on a real cluster are not available yet');
+}
+
+/** Takes the backup `backupId` of an instance. */
+export async function backupInstance(
+  deps: ReconcilerDeps,
+  instanceId: string,
+  backupId: string,
+): Promise<void> {
+  const { db } = deps;
+  const backup = await db.backup.findUnique({ where: { id: backupId } });
+  if (backup?.status !== 'pending' || backup.instanceId !== instanceId) return;
+  const instance = await db.instance.findUniqueOrThrow({
+    where: { id: instanceId },
+    include: { cluster: true },
+  });
+  const operation = await currentOperation(db, instanceId, instance.generation, 'backup');
+  const step = await stepRunner(deps, instanceId, operation.id);
+  const target = instance.cluster ? targetOf(deps, instance.cluster) : null;
+  await step('backup', () => takeBackup(target));
+  await db.$transaction(async (tx) => {
+    await tx.backup.update({ where: { id: backupId }, data: { status: 'skipped', completedAt: new Date() } });
+    await tx.operation.update({
+      where: { id: operation.id },
+      data: { status: 'succeeded', finishedAt: new Date() },
+    });
+    await tx.event.create({
+      data: {
+        instanceId,
+        type: 'backup.skipped',
+        message: 'Backup skipped: on the dry-run target no data exists.',
+        data: { backupId },
+      },
+    });
+  });
 }
 
 /** Picks a cluster with room left, fullest first so clusters fill before new ones are used. */
 async function placeInstance(db: Db, instanceId: string) {
   return db.$transaction(async (tx) => {
     const clusters = await tx.cluster.findMany({
-      include: { _count: { select: { instances: true } } },
+      include: { _count: { select: { instances: { where: { status: { not: 'deleted' } } } } } },
       orderBy: { name: 'asc' },
     });
     const withRoom = clusters

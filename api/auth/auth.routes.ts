@@ -1,11 +1,10 @@
-import path from 'node:path';
 import type { Request, Response } from 'express';
 import { AppError } from '../../core/errors.ts';
 import { audit } from '../audit.ts';
 import type { Actor, ApiDeps } from '../context.ts';
 import type { OperationHandlers } from '../openapi.ts';
 import { type AccountRow, normaliseEmail, type SignInRefusal, signUp, verifyEmail } from './local.ts';
-import { makeOutboxMailer } from './mailer.ts';
+import type { Mailer } from './mailer.ts';
 import { endSession, makeSessionActor, type Sessions, sessionCsrfToken, startSession } from './session.ts';
 
 /** One answer for an unknown address and a wrong password, so neither tells which it was. */
@@ -48,21 +47,9 @@ function authenticateLocal(
 }
 
 export function authHandlers(
-  deps: ApiDeps,
+  deps: ApiDeps & { mailer: Mailer },
   sessions: Sessions,
 ): Pick<OperationHandlers, 'createSession' | 'getSession' | 'deleteSession' | 'signUp' | 'verifyEmail'> {
-  const mailer =
-    deps.mailer ??
-    makeOutboxMailer({
-      from: `Woolly <no-reply@${deps.config.baseDomain}>`,
-      // Tests keep mail in memory; elsewhere a developer reads it under the data directory.
-      dir: deps.config.env === 'test' ? undefined : path.resolve(deps.config.dataDir, 'outbox'),
-      log: deps.log,
-    });
-  if (deps.config.env === 'production' && !deps.mailer) {
-    deps.log.warn('no mail transport: sign-up mail goes to the dev outbox under the data directory');
-  }
-
   return {
     async createSession(req, res, { body }) {
       const outcome = await authenticateLocal(sessions, req, res);
@@ -131,7 +118,7 @@ export function authHandlers(
     },
 
     async signUp(_req, res, { body }) {
-      await signUp({ ...deps, mailer }, { requestId: requestId(res) }, body);
+      await signUp(deps, { requestId: requestId(res) }, body);
       res.status(202).json({
         email: normaliseEmail(body.email),
         detail:

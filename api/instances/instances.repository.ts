@@ -30,26 +30,48 @@ const SUMMARY_FIELDS = `
 const VISIBLE = `($2::uuid is null or exists (select 1 from "Membership" m
                    where m."organizationId" = i."organizationId" and m."userId" = $2::uuid))`;
 
+/** An `Operation` of row `o` with its steps. */
+const OPERATION = `json_build_object(
+    'id', o.id, 'kind', o.kind, 'status', o.status, 'generation', o.generation, 'error', o.error,
+    'startedAt', ${iso('o."startedAt"')}, 'finishedAt', ${iso('o."finishedAt"')},
+    'durationMs', ${millis('o."startedAt"', 'o."finishedAt"')},
+    'steps', coalesce((select json_agg(json_build_object(
+        'name', s.name, 'outcome', s.outcome, 'attempt', s.attempt, 'detail', s.detail, 'error', s.error,
+        'startedAt', ${iso('s."startedAt"')}, 'finishedAt', ${iso('s."finishedAt"')},
+        'durationMs', ${millis('s."startedAt"', 's."finishedAt"')}) order by s."startedAt", s.id)
+      from "OperationStep" s where s."operationId" = o.id), '[]'))`;
+
 const DETAIL = `
   select json_build_object(${SUMMARY_FIELDS},
-    'operations', coalesce((select json_agg(json_build_object(
-        'id', o.id, 'kind', o.kind, 'status', o.status, 'generation', o.generation, 'error', o.error,
-        'startedAt', ${iso('o."startedAt"')}, 'finishedAt', ${iso('o."finishedAt"')},
-        'durationMs', ${millis('o."startedAt"', 'o."finishedAt"')},
-        'steps', coalesce((select json_agg(json_build_object(
-            'name', s.name, 'outcome', s.outcome, 'attempt', s.attempt, 'detail', s.detail, 'error', s.error,
-            'startedAt', ${iso('s."startedAt"')}, 'finishedAt', ${iso('s."finishedAt"')},
-            'durationMs', ${millis('s."startedAt"', 's."finishedAt"')}) order by s."startedAt", s.id)
-          from "OperationStep" s where s."operationId" = o.id), '[]')
-      ) order by o."startedAt", o.id) from "Operation" o where o."instanceId" = i.id), '[]'),
+    'deleteAfter', ${iso('i."deleteAfter"')},
+    'operations', coalesce((select json_agg(${OPERATION} order by o."startedAt", o.id)
+      from (select * from "Operation" where "instanceId" = i.id order by "startedAt" desc, id desc limit 10) o), '[]'),
     'events', coalesce((select json_agg(json_build_object(
         'id', e.id::text, 'type', e.type, 'message', e.message, 'createdAt', ${iso('e."createdAt"')}) order by e.id)
-      from (select * from "Event" where "instanceId" = i.id order by id limit 200) e), '[]'),
-    'manifests', coalesce((select json_agg(d.manifest order by d.position, d.id)
-      from "DryRunObject" d where d."instanceId" = i.id), '[]')
-  )::text as json
+      from (select * from "Event" where "instanceId" = i.id order by id desc limit 100) e), '[]')
+  )::text as json, i.generation
   from "Instance" i join "Plan" p on p.id = i."planId" left join "Cluster" c on c.id = i."clusterId"
   where i.id = $1 and ${VISIBLE}`;
+
+const MANIFESTS = `
+  select coalesce((select json_agg(d.manifest order by d.position, d.id)
+    from "DryRunObject" d where d."instanceId" = i.id), '[]')::text as json
+  from "Instance" i where i.id = $1 and ${VISIBLE}`;
+
+/** Operations newest first, after the keyset ($3, $4); null when the instance is not visible. */
+const OPERATIONS = `
+  select i.id as "instanceId", o.json, o."startedAt", o.id
+    from "Instance" i
+    left join lateral (select ${OPERATION}::text as json, o."startedAt", o.id from "Operation" o
+       where o."instanceId" = i.id and ($3::timestamptz is null or (o."startedAt", o.id) < ($3, $4::uuid))
+       order by o."startedAt" desc, o.id desc limit $5) o on true
+   where i.id = $1 and ${VISIBLE}
+   order by o."startedAt" desc, o.id desc`;
+
+const OPERATION_BY_ID = `
+  select ${OPERATION}::text as json
+    from "Operation" o join "Instance" i on i.id = o."instanceId"
+   where o.id = $1 and ${VISIBLE}`;
 
 const LIST = `
   select json_build_object(${SUMMARY_FIELDS})::text as json, i."createdAt", i.id
@@ -62,16 +84,67 @@ const LIST = `
    order by i."createdAt" desc, i.id desc
    limit $3`;
 
-/** The instance as `InstanceDetail` JSON text, or null when missing or not visible. */
+/** The instance as `InstanceDetail` JSON text with its generation, or null when missing or not visible. */
 export async function findInstanceDetailJson(
+  pool: Pool,
+  instanceId: string,
+  memberUserId: string | null,
+): Promise<{ json: string; generation: number } | null> {
+  const { rows } = await pool.query<{ json: string; generation: number }>({
+    name: 'instance-detail',
+    text: DETAIL,
+    values: [instanceId, memberUserId],
+  });
+  return rows[0] ?? null;
+}
+
+/** The applied objects of the instance as a JSON array, or null when missing or not visible. */
+export async function findInstanceManifestsJson(
   pool: Pool,
   instanceId: string,
   memberUserId: string | null,
 ): Promise<string | null> {
   const { rows } = await pool.query<{ json: string }>({
-    name: 'instance-detail',
-    text: DETAIL,
+    name: 'instance-manifests',
+    text: MANIFESTS,
     values: [instanceId, memberUserId],
+  });
+  return rows[0]?.json ?? null;
+}
+
+/**
+ * A page of the instance's `Operation`s, newest first, as JSON texts with the keyset of each;
+ * null when the instance is missing or not visible.
+ */
+export async function listOperationRows(
+  pool: Pool,
+  instanceId: string,
+  memberUserId: string | null,
+  page: { limit: number; after: { createdAt: Date; id: string } | undefined },
+): Promise<{ json: string; createdAt: Date; id: string }[] | null> {
+  const { rows } = await pool.query<{ instanceId: string; json: string | null; startedAt: Date; id: string }>(
+    {
+      name: 'instance-operations',
+      text: OPERATIONS,
+      values: [instanceId, memberUserId, page.after?.createdAt ?? null, page.after?.id ?? null, page.limit],
+    },
+  );
+  if (rows.length === 0) return null;
+  return rows.flatMap((row) =>
+    row.json === null ? [] : [{ json: row.json, createdAt: row.startedAt, id: row.id }],
+  );
+}
+
+/** One `Operation` as JSON text, or null when missing or its instance is not visible. */
+export async function findOperationJson(
+  pool: Pool,
+  operationId: string,
+  memberUserId: string | null,
+): Promise<string | null> {
+  const { rows } = await pool.query<{ json: string }>({
+    name: 'operation',
+    text: OPERATION_BY_ID,
+    values: [operationId, memberUserId],
   });
   return rows[0]?.json ?? null;
 }

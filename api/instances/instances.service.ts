@@ -2,7 +2,13 @@ import { AppError } from '../../core/errors.ts';
 import type { InstanceStatus } from '../../core/generated/prisma/enums.ts';
 import type { Actor, ApiDeps } from '../context.ts';
 import { isStaff } from '../policy.ts';
-import { findInstanceDetailJson, listInstanceSummaries } from './instances.repository.ts';
+import {
+  findInstanceDetailJson,
+  findInstanceManifestsJson,
+  findOperationJson,
+  listInstanceSummaries,
+  listOperationRows,
+} from './instances.repository.ts';
 
 /** Limits reads to the instances the actor may see: staff all, others their organizations'. */
 const memberFilter = (actor: Actor) => (isStaff(actor) ? null : actor.userId);
@@ -52,13 +58,54 @@ export async function listInstancesPageJson(
   return `{"data":[${page.map((row) => row.json).join(',')}],"nextCursor":${nextCursor}}`;
 }
 
-/** One instance with its operations, steps, events and applied manifests, as JSON. */
+/** One instance with its latest operations, steps and events, as JSON, and its ETag. */
 export async function getInstanceJson(
   deps: Pick<ApiDeps, 'pool'>,
   actor: Actor,
   id: string,
+): Promise<{ json: string; etag: string }> {
+  const found = await findInstanceDetailJson(deps.pool, id, memberFilter(actor));
+  if (found === null) throw new AppError('not_found', `No instance ${id}.`);
+  return { json: found.json, etag: `"${found.generation}"` };
+}
+
+/** The instance's applied objects as `{ data }` JSON. */
+export async function getInstanceManifestsJson(
+  deps: Pick<ApiDeps, 'pool'>,
+  actor: Actor,
+  id: string,
 ): Promise<string> {
-  const json = await findInstanceDetailJson(deps.pool, id, memberFilter(actor));
+  const json = await findInstanceManifestsJson(deps.pool, id, memberFilter(actor));
   if (json === null) throw new AppError('not_found', `No instance ${id}.`);
+  return `{"data":${json}}`;
+}
+
+/** A page of the instance's operations, newest first, as `{ data, nextCursor }` JSON. */
+export async function listOperationsPageJson(
+  deps: Pick<ApiDeps, 'pool'>,
+  actor: Actor,
+  id: string,
+  query: { limit?: number | undefined; cursor?: string | undefined },
+): Promise<string> {
+  const limit = query.limit ?? 50;
+  const rows = await listOperationRows(deps.pool, id, memberFilter(actor), {
+    limit: limit + 1,
+    after: query.cursor ? decodeCursor(query.cursor) : undefined,
+  });
+  if (rows === null) throw new AppError('not_found', `No instance ${id}.`);
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  const nextCursor = rows.length > limit && last ? JSON.stringify(encodeCursor(last)) : 'null';
+  return `{"data":[${page.map((row) => row.json).join(',')}],"nextCursor":${nextCursor}}`;
+}
+
+/** One operation with its steps, as JSON. */
+export async function getOperationJson(
+  deps: Pick<ApiDeps, 'pool'>,
+  actor: Actor,
+  id: string,
+): Promise<string> {
+  const json = await findOperationJson(deps.pool, id, memberFilter(actor));
+  if (json === null) throw new AppError('not_found', `No operation ${id}.`);
   return json;
 }

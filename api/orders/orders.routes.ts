@@ -1,11 +1,11 @@
 import type { ApiDeps } from '../context.ts';
 import type { OperationHandlers } from '../openapi.ts';
 import { requestContext } from '../request-context.ts';
-import { approvePayment, createOrder, getOrder, presentOrder } from './orders.service.ts';
+import { approvePayment, cancelOrder, createOrder, getOrder, presentOrder } from './orders.service.ts';
 
 export function ordersHandlers(
   deps: ApiDeps,
-): Pick<OperationHandlers, 'createOrder' | 'getOrder' | 'approveOrderPayment'> {
+): Pick<OperationHandlers, 'createOrder' | 'getOrder' | 'approveOrderPayment' | 'cancelOrder'> {
   return {
     async createOrder(req, res, { body }) {
       const ctx = requestContext(req);
@@ -19,6 +19,9 @@ export function ordersHandlers(
     async approveOrderPayment(req, res, { params }) {
       const ctx = requestContext(req);
       res.json(presentOrder(await approvePayment(deps, ctx, params.id)));
+    },
+    async cancelOrder(req, res, { params }) {
+      res.json(presentOrder(await cancelOrder(deps, requestContext(req), params.id)));
     },
   };
 }

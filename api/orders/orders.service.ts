@@ -1,12 +1,18 @@
 import { startSubscription } from '../../billing/index.ts';
 import { isUniqueViolation, type Tx } from '../../core/db.ts';
-import { normaliseServerDomain } from '../../core/domain/domain-name.ts';
 import { transition } from '../../core/domain/instance-status.ts';
 import { AppError, type FieldError } from '../../core/errors.ts';
 import { enqueueReconcile } from '../../provisioner/index.ts';
 import { audit } from '../audit.ts';
 import type { ApiDeps, RequestContext } from '../context.ts';
-import { assertMayOrder, assertOrganizationAccess, isStaff, MANAGING_ROLES } from '../policy.ts';
+import { normaliseOrderDomain } from '../domains/domains.service.ts';
+import {
+  assertMayOrder,
+  assertOrganizationAccess,
+  isStaff,
+  MANAGING_ROLES,
+  MEMBER_ROLES,
+} from '../policy.ts';
 
 export interface CreateOrderInput {
   organizationId: string;
@@ -24,7 +30,12 @@ export interface CreateOrderInput {
 export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: CreateOrderInput) {
   await assertOrganizationAccess(deps.db, ctx.actor, input.organizationId, MANAGING_ROLES);
   await assertMayOrder(deps.db, ctx.actor);
-  const domain = normaliseServerDomain(input.domain, deps.config.baseDomain);
+  const domain = await normaliseOrderDomain(
+    deps.db,
+    input.organizationId,
+    input.domain,
+    deps.config.baseDomain,
+  );
   const plan = await deps.db.plan.findUnique({ where: { code: input.plan } });
   if (!plan?.active) {
     throw new AppError('unprocessable', `There is no plan "${input.plan}".`, {
@@ -69,6 +80,7 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
         data: {
           organizationId: input.organizationId,
           instanceId: instance.id,
+          domain,
           planId: plan.id,
           addonCodes: input.addons,
           status: paidNow ? 'paid' : 'pending_payment',
@@ -105,7 +117,7 @@ export async function approvePayment(deps: ApiDeps, ctx: RequestContext, orderId
     });
     const order = await tx.order.findUnique({ where: { id: orderId } });
     if (!order) throw new AppError('not_found', `No order ${orderId}.`);
-    if (count === 0)
+    if (count === 0 || order.instanceId === null)
       throw new AppError('conflict', `Order ${orderId} is ${order.status}, not awaiting payment.`);
     await audit(tx, ctx, {
       action: 'order.approve_payment',
@@ -115,6 +127,41 @@ export async function approvePayment(deps: ApiDeps, ctx: RequestContext, orderId
     });
     await beginProvisioning(tx, order, order.instanceId, deps.config.billingProvider, now);
     return order;
+  });
+}
+
+/**
+ * Cancels an order not yet paid. No server ever ran for it, so its instance record goes too
+ * (add-ons, events and the like with it) and the domain may be ordered again; the order
+ * itself stays, cancelled, with the domain it named.
+ */
+export async function cancelOrder(deps: ApiDeps, ctx: RequestContext, orderId: string) {
+  return deps.db.$transaction(async (tx) => {
+    await tx.$queryRaw`select 1 from "Order" where id = ${orderId}::uuid for update`;
+    const order = await tx.order.findUnique({ where: { id: orderId } });
+    if (!order) throw new AppError('not_found', `No order ${orderId}.`);
+    await assertOrganizationAccess(tx, ctx.actor, order.organizationId, MANAGING_ROLES).catch(() => {
+      throw new AppError('not_found', `No order ${orderId}.`);
+    });
+    if (order.status !== 'pending_payment') {
+      throw new AppError(
+        'conflict',
+        `Order ${orderId} is ${order.status}; only an unpaid order can be cancelled${order.status === 'paid' ? ' (delete the server instead)' : ''}.`,
+      );
+    }
+    const cancelled = await tx.order.update({
+      where: { id: orderId },
+      data: { status: 'cancelled', instanceId: null },
+    });
+    if (order.instanceId) await tx.instance.delete({ where: { id: order.instanceId } });
+    await audit(tx, ctx, {
+      action: 'order.cancel',
+      targetType: 'order',
+      targetId: orderId,
+      organizationId: order.organizationId,
+      data: { domain: order.domain, instanceId: order.instanceId },
+    });
+    return cancelled;
   });
 }
 
@@ -154,7 +201,8 @@ function domainTaken(domain: string): AppError {
 export function presentOrder(order: {
   id: string;
   organizationId: string;
-  instanceId: string;
+  instanceId: string | null;
+  domain: string;
   status: string;
   addonCodes: string[];
   totalMinor: number;
@@ -166,6 +214,7 @@ export function presentOrder(order: {
     id: order.id,
     organizationId: order.organizationId,
     instanceId: order.instanceId,
+    domain: order.domain,
     status: order.status,
     addons: order.addonCodes,
     total: { amountMinor: order.totalMinor, currency: order.currency },
@@ -178,12 +227,7 @@ export function presentOrder(order: {
 export async function getOrder(deps: ApiDeps, actor: RequestContext['actor'], orderId: string) {
   const order = await deps.db.order.findUnique({ where: { id: orderId } });
   if (!order) throw new AppError('not_found', `No order ${orderId}.`);
-  await assertOrganizationAccess(deps.db, actor, order.organizationId, [
-    'owner',
-    'admin',
-    'billing',
-    'viewer',
-  ]).catch(() => {
+  await assertOrganizationAccess(deps.db, actor, order.organizationId, MEMBER_ROLES).catch(() => {
     throw new AppError('not_found', `No order ${orderId}.`);
   });
   return order;

@@ -3,8 +3,9 @@ import { AppError } from '../../core/errors.ts';
 import { audit } from '../audit.ts';
 import type { ApiDeps } from '../context.ts';
 import type { OperationHandlers } from '../openapi.ts';
-import { assertOrganizationAccess, isStaff } from '../policy.ts';
+import { assertOrganizationAccess, isStaff, MEMBER_ROLES } from '../policy.ts';
 import { requestContext } from '../request-context.ts';
+import { MEMBER_USER, presentMember } from './members.service.ts';
 
 const present = (org: { id: string; name: string; slug: string; createdAt: Date }) => ({
   id: org.id,
@@ -59,23 +60,17 @@ export function organizationsHandlers(
     /** Who belongs to the organization, with which role; any member (or staff) may look. */
     async listMembers(req, res, { params }) {
       const { actor } = requestContext(req);
-      await assertOrganizationAccess(deps.db, actor, params.id, ['owner', 'admin', 'billing', 'viewer']);
+      await assertOrganizationAccess(deps.db, actor, params.id, MEMBER_ROLES);
       const memberships = await deps.db.membership.findMany({
         where: { organizationId: params.id },
-        include: { user: { select: { email: true, name: true } } },
+        include: MEMBER_USER,
         orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
       });
       const ownersFirst = [...memberships].sort(
         (a, b) => Number(b.role === 'owner') - Number(a.role === 'owner'),
       );
       res.json({
-        data: ownersFirst.map((membership) => ({
-          userId: membership.userId,
-          email: membership.user.email,
-          name: membership.user.name,
-          role: membership.role,
-          joinedAt: membership.createdAt.toISOString(),
-        })),
+        data: ownersFirst.map(presentMember),
       });
     },
   };

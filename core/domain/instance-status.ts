@@ -12,9 +12,12 @@ const NEXT: Record<InstanceStatus, readonly InstanceStatus[]> = {
   pending_payment: ['provisioning', 'deleting', 'failed'],
   provisioning: ['running', 'deleting', 'failed'],
   running: ['updating', 'suspended', 'deleting', 'failed'],
-  updating: ['running', 'deleting', 'failed'],
-  suspended: ['running', 'deleting', 'failed'],
-  deleting: ['deleted', 'failed'],
+  // A change applied ends running, or suspended when the spec says so (a suspension).
+  updating: ['running', 'suspended', 'deleting', 'failed'],
+  // Resuming goes through updating, while the reconciler scales the server back up.
+  suspended: ['running', 'updating', 'deleting', 'failed'],
+  // A deletion undone within its grace period (restore).
+  deleting: ['deleted', 'updating', 'failed'],
   deleted: [],
   failed: ['provisioning', 'updating', 'deleting'],
 };

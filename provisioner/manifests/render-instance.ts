@@ -43,6 +43,12 @@ export interface InstanceRenderInput {
   /** `null` keeps media on a ReadWriteMany volume. */
   objectStorage: null | { bucket: string; endpoint: string; region: string; aliasHost?: string };
   search: null | { host: string; port: number };
+  /**
+   * Suspended (by staff, or while a deletion waits out its grace period): every workload is
+   * scaled to zero and the CronJobs are paused, while namespace, volumes, Secret and config
+   * stay, so resuming is one apply away and no data is lost.
+   */
+  suspended?: boolean;
 }
 
 /** CPU in millicores and memory in MiB. */
@@ -197,7 +203,8 @@ export function renderInstanceManifests(input: InstanceRenderInput): KubeObject[
     renderService(ctx, 'streaming', 'mastodon', 'streaming', PORTS.streaming, 'streaming'),
     renderIngress(ctx),
     renderCertificate(ctx),
-    ...(input.limits.webReplicas > 1 ? [renderWebDisruptionBudget(ctx)] : []),
+    // A budget over zero pods would only block node drains; a suspended server has none.
+    ...(input.limits.webReplicas > 1 && !input.suspended ? [renderWebDisruptionBudget(ctx)] : []),
   ];
 }
 
@@ -747,7 +754,7 @@ function deployment(
     kind: 'Deployment',
     metadata: metadata(ctx, options.name, { component: options.component, app: options.app }),
     spec: {
-      replicas: options.replicas,
+      replicas: ctx.input.suspended ? 0 : options.replicas,
       revisionHistoryLimit: 3,
       selector: { matchLabels: selectorLabels(ctx, options.component) },
       strategy: options.strategy,
@@ -950,6 +957,7 @@ function cronJob(ctx: RenderContext, name: string, schedule: string, args: strin
     metadata: metadata(ctx, name, { component: name, app: 'mastodon' }),
     spec: {
       schedule,
+      suspend: ctx.input.suspended === true,
       timeZone: 'Etc/UTC',
       concurrencyPolicy: 'Forbid',
       startingDeadlineSeconds: 3600,

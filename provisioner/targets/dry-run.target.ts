@@ -47,5 +47,9 @@ export function makeDryRunTarget(db: Db): ClusterTarget {
         return { applied: objects.length, pruned: pruned.count };
       });
     },
+    async remove(instanceId) {
+      const { count } = await db.dryRunObject.deleteMany({ where: { instanceId } });
+      return { removed: count };
+    },
   };
 }

@@ -13,4 +13,6 @@ export interface ClusterTarget {
     generation: number,
     objects: KubeObject[],
   ): Promise<{ applied: number; pruned: number }>;
+  /** Removes every object of the instance (its namespace and all in it). */
+  remove(instanceId: string): Promise<{ removed: number }>;
 }

@@ -91,10 +91,10 @@ describe('POST /v1/orders refuses bad input with problem+json and writes nothing
       'validation_failed',
     ],
     [
-      'a domain outside the base domain',
+      'a domain outside the base domain that the organization has not verified',
       () => ({ token: customer.token, body: order({ domain: 'chess.example.org' }) }),
-      400,
-      'validation_failed',
+      422,
+      'unprocessable',
     ],
     [
       'a reserved name',

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { hashToken } from '../../core/crypto.ts';
 import { call, startTestApp, type TestApp } from '../support/app.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
@@ -41,6 +42,14 @@ let foreignOrg: string;
 let instanceId: string;
 let orderId: string;
 let foreignInstanceId: string;
+/** Custom domains: a verified one of the organization, one of the foreign organization, one per caller to remove. */
+let verifiedDomainId: string;
+let foreignDomainId: string;
+const removableDomainIds = new Map<Caller, string>();
+/** What the member and invitation routes act on, made in `before`. */
+const people = { viewerId: '', removableByOwner: '', removableByStaff: '' };
+const invitations = { revocable: '', foreign: '' };
+const MISADDRESSED_INVITATION_TOKEN = 'matrix-invitation-sent-to-someone-else';
 
 before(async () => {
   database = await makeTestDatabase();
@@ -52,12 +61,33 @@ before(async () => {
     const user = await createUserWithToken(database.db);
     await database.db.membership.create({ data: { organizationId: org, userId: user.userId, role } });
     tokens.set(role, user.token);
+    if (role === 'viewer') people.viewerId = user.userId;
+  }
+  for (const key of ['removableByOwner', 'removableByStaff'] as const) {
+    const user = await createUserWithToken(database.db);
+    await database.db.membership.create({
+      data: { organizationId: org, userId: user.userId, role: 'viewer' },
+    });
+    people[key] = user.userId;
   }
   const outsider = await createUserWithToken(database.db);
   foreignOrg = await createOrganization(database.db, outsider.userId, 'owner');
   tokens.set('outsider', outsider.token);
   tokens.set('staff-ops', (await createUserWithToken(database.db, { staffRole: 'ops' })).token);
   tokens.set('staff-admin', (await createUserWithToken(database.db, { staffRole: 'admin' })).token);
+  const invite = (organizationId: string, email: string, token: string) =>
+    database.db.invitation.create({
+      data: {
+        organizationId,
+        email,
+        role: 'viewer',
+        tokenHash: hashToken(token),
+        expiresAt: new Date(Date.now() + 86_400_000),
+      },
+    });
+  await invite(org, 'someone-else@example.test', MISADDRESSED_INVITATION_TOKEN);
+  invitations.revocable = (await invite(org, 'revocable@example.test', randomUUID())).id;
+  invitations.foreign = (await invite(foreignOrg, 'foreign@example.test', randomUUID())).id;
 
   const placed = await call(`${app.url}/v1/orders`, {
     token: owner.token,
@@ -70,6 +100,16 @@ before(async () => {
     body: { organizationId: foreignOrg, plan: 'starter', domain: 'matrix-foreign.woolly.test' },
   });
   foreignInstanceId = foreign.body.instanceId;
+
+  const claim = (organizationId: string, hostname: string, verifiedAt: Date | null = null) =>
+    database.db.customDomain.create({
+      data: { organizationId, hostname, verificationToken: 't', verifiedAt },
+    });
+  verifiedDomainId = (await claim(org, 'matrix-own.example', new Date())).id;
+  foreignDomainId = (await claim(foreignOrg, 'matrix-foreign.example')).id;
+  for (const caller of CALLERS) {
+    removableDomainIds.set(caller, (await claim(org, `remove-${caller}.matrix.example`)).id);
+  }
 });
 
 after(async () => {
@@ -151,6 +191,118 @@ const ROUTES: Route[] = [
     expected: { anonymous: 401, outsider: 404, member: 200, staff: 200 },
   },
   {
+    name: "change a member's role (owners)",
+    // The role the member has already: allowed callers get 200 and nothing changes.
+    request: () => ({
+      path: `/v1/organizations/${org}/members/${people.viewerId}`,
+      method: 'PATCH',
+      body: { role: 'viewer' },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 404,
+      owner: 200,
+      staff: 200,
+    },
+  },
+  {
+    name: 'remove another member (owners)',
+    // Runs in CALLERS order: the owner removes one member, staff-ops another; staff-admin then
+    // finds that one gone (404).
+    request: (caller) => ({
+      path: `/v1/organizations/${org}/members/${STAFF.includes(caller) ? people.removableByStaff : people.removableByOwner}`,
+      method: 'DELETE',
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 404,
+      owner: 204,
+      'staff-ops': 204,
+      'staff-admin': 404,
+    },
+  },
+  {
+    name: 'invite someone to the organization (owners, admins)',
+    request: (caller) => ({
+      path: `/v1/organizations/${org}/invitations`,
+      body: { email: `invitee-${caller}-${randomUUID().slice(0, 6)}@example.test`, role: 'viewer' },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 201,
+      owner: 201,
+      staff: 201,
+    },
+  },
+  {
+    name: 'invite an owner (owners; an admin is refused the role)',
+    request: (caller) => ({
+      path: `/v1/organizations/${org}/invitations`,
+      body: { email: `owner-${caller}-${randomUUID().slice(0, 6)}@example.test`, role: 'owner' },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 422,
+      owner: 201,
+      staff: 201,
+    },
+  },
+  {
+    name: "the organization's invitations (owners, admins)",
+    request: () => ({ path: `/v1/organizations/${org}/invitations` }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 200,
+      owner: 200,
+      staff: 200,
+    },
+  },
+  {
+    name: 'revoke an invitation of the organization (owners, admins)',
+    // Revoking a revoked invitation changes nothing, so every allowed caller gets 204.
+    request: () => ({
+      path: `/v1/organizations/${org}/invitations/${invitations.revocable}`,
+      method: 'DELETE',
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 204,
+      owner: 204,
+      staff: 204,
+    },
+  },
+  {
+    name: "revoke another organization's invitation through this one",
+    request: () => ({
+      path: `/v1/organizations/${org}/invitations/${invitations.foreign}`,
+      method: 'DELETE',
+    }),
+    expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
+  },
+  {
+    name: 'accept an invitation sent to another address',
+    request: () => ({ path: '/v1/invitations/accept', body: { token: MISADDRESSED_INVITATION_TOKEN } }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 403 },
+  },
+  {
     name: "the organization's audit log (owners)",
     request: () => ({ path: `/v1/organizations/${org}/audit-log` }),
     expected: {
@@ -177,6 +329,72 @@ const ROUTES: Route[] = [
     name: 'list tokens (own only)',
     request: () => ({ path: '/v1/tokens' }),
     expected: { anonymous: 401, outsider: 200, member: 200, staff: 200 },
+  },
+  {
+    name: "the organization's custom domains",
+    request: () => ({ path: `/v1/organizations/${org}/domains` }),
+    expected: { anonymous: 401, outsider: 404, member: 200, staff: 200 },
+  },
+  {
+    name: 'custom domains of an organization that does not exist',
+    request: () => ({ path: `/v1/organizations/${randomUUID()}/domains` }),
+    expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
+  },
+  {
+    name: 'claim a custom domain for the organization (owners, admins)',
+    request: (caller) => ({
+      path: `/v1/organizations/${org}/domains`,
+      body: { hostname: `claim-${caller}-${randomUUID().slice(0, 6)}.example` },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 201,
+      owner: 201,
+      staff: 201,
+    },
+  },
+  {
+    // Verified already, so it answers without a DNS lookup.
+    name: 'verify a custom domain of the organization (owners, admins)',
+    request: () => ({ path: `/v1/organizations/${org}/domains/${verifiedDomainId}/verify`, method: 'POST' }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 200,
+      owner: 200,
+      staff: 200,
+    },
+  },
+  {
+    name: "verify another organization's custom domain through the organization",
+    request: () => ({ path: `/v1/organizations/${org}/domains/${foreignDomainId}/verify`, method: 'POST' }),
+    expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
+  },
+  {
+    name: 'remove a custom domain of the organization (owners, admins)',
+    request: (caller) => ({
+      path: `/v1/organizations/${org}/domains/${removableDomainIds.get(caller)}`,
+      method: 'DELETE',
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 404,
+      admin: 204,
+      owner: 204,
+      staff: 204,
+    },
+  },
+  {
+    name: "remove another organization's custom domain through the organization",
+    request: () => ({ path: `/v1/organizations/${org}/domains/${foreignDomainId}`, method: 'DELETE' }),
+    expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
   },
 ];
 

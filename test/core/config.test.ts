@@ -29,13 +29,26 @@ describe('loadConfig', () => {
       baseDomain: 'woolly.test',
       masterKeys: [],
       mastodonVersion: 'v4.5.11',
+      deletionGraceHours: 168,
       billingProvider: 'none',
       workerConcurrency: 4,
       session: { secret: undefined, idleMinutes: 720 },
       publicUrl: 'http://127.0.0.1:3000',
       rateLimits: { perActorPerMinute: 600, perIpPerMinute: 120 },
+      dnsServers: [],
       log: { level: 'info', format: 'json' },
     });
+  });
+
+  test('WOOLLY_DNS_SERVERS takes IPv4 and bracketed IPv6 resolvers, port 53 when left out', () => {
+    const config = loadConfig({ WOOLLY_DNS_SERVERS: '127.0.0.1:5353, 192.0.2.53,[2001:db8::53]:53' });
+    assert.deepEqual(config.dnsServers, ['127.0.0.1:5353', '192.0.2.53:53', '[2001:db8::53]:53']);
+  });
+
+  test('WOOLLY_DNS_SERVERS refuses names, bad ports and empty entries', () => {
+    for (const value of ['dns.example:53', '127.0.0.1:0', '127.0.0.1:70000', '127.0.0.1,', '2001:db8::53']) {
+      assert.match(configError({ WOOLLY_DNS_SERVERS: value }).message, /\bWOOLLY_DNS_SERVERS\b/, value);
+    }
   });
 
   test('numbers are parsed from strings and the base domain is lower-cased', () => {
@@ -51,6 +64,14 @@ describe('loadConfig', () => {
     assert.equal(config.baseDomain, 'hosted.example.com');
     assert.equal(config.log.format, 'pretty');
     assert.equal(config.databaseUrl, PROD_DB);
+  });
+
+  test('the deletion grace period may be fractional, and never negative', () => {
+    assert.equal(loadConfig({ WOOLLY_DELETION_GRACE_HOURS: '0.5' }).deletionGraceHours, 0.5);
+    assert.match(
+      configError({ WOOLLY_DELETION_GRACE_HOURS: '-1' }).message,
+      /\bWOOLLY_DELETION_GRACE_HOURS\b/,
+    );
   });
 
   test('a port outside 0..65535 is refused', () => {

@@ -144,7 +144,7 @@ test('with a target that fails once, the retry resumes at the failed step and ke
   const real = makeDryRunTarget(db);
   let calls = 0;
   const flaky: ClusterTarget = {
-    dryRun: true,
+    ...real,
     apply: (...args) =>
       ++calls === 1 ? Promise.reject(new Error('connection reset by peer')) : real.apply(...args),
   };

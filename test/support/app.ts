@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { makeApp } from '../../api/app.ts';
+import type { Mailer } from '../../api/auth/mailer.ts';
 import { findOperation, responseErrors } from '../../api/openapi.ts';
 import { loadConfig } from '../../core/config.ts';
 import { type Db, makePool } from '../../core/db.ts';
@@ -17,6 +18,8 @@ export interface TestApp {
 export async function startTestApp(
   database: { db: Db; url: string },
   env: Record<string, string> = {},
+  /** A mailer to read sent mail from; unset: the app's own in-memory outbox. */
+  deps: { mailer?: Mailer } = {},
 ): Promise<TestApp> {
   const { db } = database;
   const pool = makePool(database.url);
@@ -30,7 +33,7 @@ export async function startTestApp(
   const stream = new PassThrough();
   const chunks: Buffer[] = [];
   stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const app = makeApp({ db, pool, config, log: makeLogger(config, stream) });
+  const app = makeApp({ db, pool, config, log: makeLogger(config, stream), ...deps });
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;

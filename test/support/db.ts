@@ -43,3 +43,15 @@ export async function makeTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/** An empty database (no migrations, no seed); `release` drops it. */
+export async function makeEmptyDatabase(): Promise<{ url: string; release(): Promise<void> }> {
+  const name = `woolly_empty_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
+  await admin((client) => client.query(`create database ${name}`));
+  return {
+    url: serverUrl(name),
+    async release() {
+      await admin((client) => client.query(`drop database if exists ${name} with (force)`));
+    },
+  };
+}

@@ -14,6 +14,9 @@ describe('canTransition', () => {
     ['running', 'updating'],
     ['updating', 'running'],
     ['deleting', 'deleted'],
+    ['updating', 'suspended'],
+    ['suspended', 'updating'],
+    ['deleting', 'updating'],
     ['failed', 'provisioning'],
     ['provisioning', 'failed'],
   ];

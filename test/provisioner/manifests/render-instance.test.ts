@@ -757,6 +757,28 @@ describe('renderInstanceManifests', () => {
       assert.equal(JSON.stringify(input), before);
     }
   });
+
+  it('scales a suspended server to zero and pauses its CronJobs, keeping volumes, config and secrets', () => {
+    const running = renderInstanceManifests(makeInput({ limits: { ...planByCode('large').limits } }));
+    const suspended = renderInstanceManifests(
+      makeInput({ limits: { ...planByCode('large').limits }, suspended: true }),
+    );
+    const deployments = ofKind(suspended, 'Deployment');
+    assert.ok(deployments.length >= 4);
+    for (const object of deployments) assert.equal(object.spec.replicas, 0, object.metadata.name);
+    const cronJobs = ofKind(suspended, 'CronJob');
+    assert.ok(cronJobs.length > 0);
+    for (const object of cronJobs) assert.equal(object.spec.suspend, true, object.metadata.name);
+    for (const object of ofKind(running, 'CronJob')) assert.equal(object.spec.suspend, false);
+    const kinds = (objects: KubeObject[]) =>
+      objects.map((object) => `${object.kind}/${object.metadata.name}`);
+    assert.ok(kinds(running).some((kind) => kind.startsWith('PodDisruptionBudget/')));
+    assert.deepEqual(
+      kinds(suspended),
+      kinds(running).filter((kind) => !kind.startsWith('PodDisruptionBudget/')),
+      'the same objects but the disruption budget',
+    );
+  });
 });
 
 describe('sizeWorkloads', () => {
