@@ -50,6 +50,11 @@ const removableDomainIds = new Map<Caller, string>();
 const people = { viewerId: '', removableByOwner: '', removableByStaff: '' };
 const invitations = { revocable: '', foreign: '' };
 const MISADDRESSED_INVITATION_TOKEN = 'matrix-invitation-sent-to-someone-else';
+/** Servers changed by the instance routes: one per route and caller, so no caller's change meets another's. */
+const servers = new Map<string, string>();
+const serverOf = (route: string, caller: Caller) => servers.get(`${route}:${caller}`) as string;
+let operationId: string;
+const unpaidOrders = new Map<Caller, string>();
 
 before(async () => {
   database = await makeTestDatabase();
@@ -110,6 +115,53 @@ before(async () => {
   for (const caller of CALLERS) {
     removableDomainIds.set(caller, (await claim(org, `remove-${caller}.matrix.example`)).id);
   }
+
+  const starter = await database.db.plan.findUniqueOrThrow({ where: { code: 'starter' } });
+  const storage = await database.db.addonType.findUniqueOrThrow({ where: { code: 'object_storage' } });
+  const server = (
+    route: string,
+    status: 'running' | 'suspended' | 'deleting',
+    options: { addon?: boolean; organizationId?: string } = {},
+  ) =>
+    Promise.all(
+      CALLERS.map(async (caller) => {
+        const instance = await database.db.instance.create({
+          data: {
+            organizationId: options.organizationId ?? org,
+            planId: starter.id,
+            domain: `${route}-${caller}-${randomUUID().slice(0, 6)}.woolly.test`,
+            mastodonVersion: 'v4.5.11',
+            status,
+            spec: { addons: options.addon ? ['object_storage'] : [] },
+            deleteAfter: status === 'deleting' ? new Date(Date.now() + 86_400_000) : null,
+            ...(options.addon ? { addons: { create: { addonTypeId: storage.id } } } : {}),
+          },
+        });
+        servers.set(`${route}:${caller}`, instance.id);
+      }),
+    );
+  await server('plan', 'running');
+  await server('upgrade', 'running');
+  await server('add-addon', 'running');
+  await server('remove-addon', 'running', { addon: true });
+  await server('suspend', 'running');
+  await server('resume', 'suspended');
+  await server('delete', 'running');
+  await server('restore', 'deleting');
+  await server('backup', 'running');
+  await server('foreign', 'running', { organizationId: foreignOrg });
+  operationId = (
+    await database.db.operation.create({
+      data: { instanceId, kind: 'provision', status: 'succeeded', generation: 1 },
+    })
+  ).id;
+  for (const caller of CALLERS) {
+    const placed = await call(`${app.url}/v1/orders`, {
+      token: owner.token,
+      body: { organizationId: org, plan: 'starter', domain: `unpaid-${caller}.woolly.test` },
+    });
+    unpaidOrders.set(caller, placed.body.id);
+  }
 });
 
 after(async () => {
@@ -126,7 +178,12 @@ const expect = (caller: Caller, table: Partial<Record<Caller | 'member' | 'staff
 
 interface Route {
   name: string;
-  request: (caller: Caller) => { path: string; method?: string; body?: unknown };
+  request: (caller: Caller) => {
+    path: string;
+    method?: string;
+    body?: unknown;
+    headers?: Record<string, string>;
+  };
   expected: Partial<Record<Caller | 'member' | 'staff', number>>;
 }
 
@@ -396,6 +453,158 @@ const ROUTES: Route[] = [
     request: () => ({ path: `/v1/organizations/${org}/domains/${foreignDomainId}`, method: 'DELETE' }),
     expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
   },
+  {
+    name: "the instance's operations, manifests and backups (members)",
+    request: (caller) => ({
+      path: `/v1/instances/${instanceId}/${['operations', 'manifests', 'backups'][CALLERS.indexOf(caller) % 3]}`,
+    }),
+    expected: { anonymous: 401, outsider: 404, member: 200, staff: 200 },
+  },
+  {
+    name: 'an operation of the instance',
+    request: () => ({ path: `/v1/operations/${operationId}` }),
+    expected: { anonymous: 401, outsider: 404, member: 200, staff: 200 },
+  },
+  {
+    name: 'change the plan (owner, admin, billing)',
+    request: (caller) => ({
+      path: `/v1/instances/${serverOf('plan', caller)}`,
+      method: 'PATCH',
+      headers: { 'if-match': '"1"' },
+      body: { plan: 'community' },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 202,
+      admin: 202,
+      owner: 202,
+      staff: 202,
+    },
+  },
+  {
+    name: 'upgrade Mastodon (owner, admin)',
+    request: (caller) => ({
+      path: `/v1/instances/${serverOf('upgrade', caller)}`,
+      method: 'PATCH',
+      headers: { 'if-match': '"1"' },
+      body: { mastodonVersion: 'v4.5.12' },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 403,
+      admin: 202,
+      owner: 202,
+      staff: 202,
+    },
+  },
+  {
+    name: "change another organization's server",
+    request: (caller) => ({
+      path: `/v1/instances/${serverOf('foreign', caller)}`,
+      method: 'PATCH',
+      headers: { 'if-match': '"1"' },
+      body: { plan: 'community' },
+    }),
+    expected: { anonymous: 401, outsider: 202, member: 404, staff: 202 },
+  },
+  {
+    name: 'add an add-on (owner, admin, billing)',
+    request: (caller) => ({
+      path: `/v1/instances/${serverOf('add-addon', caller)}/addons`,
+      body: { code: 'object_storage' },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 202,
+      admin: 202,
+      owner: 202,
+      staff: 202,
+    },
+  },
+  {
+    name: 'remove an add-on (owner, admin, billing)',
+    request: (caller) => ({
+      path: `/v1/instances/${serverOf('remove-addon', caller)}/addons/object_storage`,
+      method: 'DELETE',
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 202,
+      admin: 202,
+      owner: 202,
+      staff: 202,
+    },
+  },
+  {
+    name: 'suspend a server (staff; customers lack the admin scope)',
+    request: (caller) => ({ path: `/v1/instances/${serverOf('suspend', caller)}/suspend`, method: 'POST' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 202 },
+  },
+  {
+    name: 'resume a server (staff)',
+    request: (caller) => ({ path: `/v1/instances/${serverOf('resume', caller)}/resume`, method: 'POST' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 202 },
+  },
+  {
+    name: 'delete a server (owner, admin)',
+    request: (caller) => ({ path: `/v1/instances/${serverOf('delete', caller)}`, method: 'DELETE' }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 403,
+      admin: 202,
+      owner: 202,
+      staff: 202,
+    },
+  },
+  {
+    name: 'restore a deleted server (owner, admin)',
+    request: (caller) => ({ path: `/v1/instances/${serverOf('restore', caller)}/restore`, method: 'POST' }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 403,
+      admin: 202,
+      owner: 202,
+      staff: 202,
+    },
+  },
+  {
+    name: 'request a backup (owner, admin)',
+    request: (caller) => ({ path: `/v1/instances/${serverOf('backup', caller)}/backups`, method: 'POST' }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 403,
+      admin: 202,
+      owner: 202,
+      staff: 202,
+    },
+  },
+  {
+    name: 'cancel an unpaid order (owner, admin, billing)',
+    request: (caller) => ({ path: `/v1/orders/${unpaidOrders.get(caller)}/cancel`, method: 'POST' }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 200,
+      admin: 200,
+      owner: 200,
+      staff: 200,
+    },
+  },
 ];
 
 describe('policy matrix', () => {
@@ -403,8 +612,8 @@ describe('policy matrix', () => {
     for (const caller of CALLERS) {
       const status = expect(caller, route.expected);
       test(`${route.name}: ${caller} → ${status}`, async () => {
-        const { path, method, body } = route.request(caller);
-        const response = await call(`${app.url}${path}`, { method, token: tokenOf(caller), body });
+        const { path, method, body, headers } = route.request(caller);
+        const response = await call(`${app.url}${path}`, { method, token: tokenOf(caller), body, headers });
         assert.equal(response.status, status, JSON.stringify(response.body));
       });
     }
