@@ -158,7 +158,7 @@ export function makeApp(deps: ApiDeps): express.Express {
         ...authHandlers({ ...deps, mailer }, sessions),
       },
       {
-        idempotency: idempotency(deps.db),
+        idempotency: idempotency(deps.pool),
         readBody: [requireJson, express.json({ limit: '100kb', strict: true })],
       },
     ),

@@ -1,4 +1,4 @@
-import type { Db, Prisma, Tx } from '../core/db.ts';
+import { execute, type Prisma, type SqlClient } from '../core/db.ts';
 import type { Actor, RequestContext } from './context.ts';
 
 /** How the audit log names a caller: `token:<id>`, `session:<userId>` or `anonymous`. */
@@ -12,7 +12,7 @@ function actorLabel(actor: Actor | null): string {
  * actor is a caller not signed in (sign-in attempts, sign-up, e-mail verification).
  */
 export async function audit(
-  tx: Db | Tx,
+  client: SqlClient,
   ctx: Pick<RequestContext, 'requestId'> & { actor: Actor | null },
   entry: {
     action: string;
@@ -22,16 +22,19 @@ export async function audit(
     data?: Prisma.InputJsonValue;
   },
 ): Promise<void> {
-  await tx.auditLog.create({
-    data: {
-      actorUserId: ctx.actor?.userId ?? null,
-      actor: actorLabel(ctx.actor),
-      action: entry.action,
-      targetType: entry.targetType,
-      targetId: entry.targetId,
-      organizationId: entry.organizationId ?? null,
-      requestId: ctx.requestId,
-      data: entry.data ?? {},
-    },
+  await execute(client, {
+    name: 'audit-insert',
+    text: `insert into "AuditLog" ("actorUserId", actor, action, "targetType", "targetId", "organizationId", "requestId", data)
+           values ($1::uuid, $2, $3, $4, $5, $6::uuid, $7, $8::jsonb)`,
+    values: [
+      ctx.actor?.userId ?? null,
+      actorLabel(ctx.actor),
+      entry.action,
+      entry.targetType,
+      entry.targetId,
+      entry.organizationId ?? null,
+      ctx.requestId,
+      JSON.stringify(entry.data ?? {}),
+    ],
   });
 }

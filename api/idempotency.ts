@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { RequestHandler } from 'express';
-import type { Db, Prisma } from '../core/db.ts';
+import type pg from 'pg';
+import type { Db } from '../core/db.ts';
 import { AppError } from '../core/errors.ts';
 import type { Actor } from './context.ts';
 
@@ -33,7 +34,7 @@ function canonical(value: unknown): string {
  * still running, 409. Keys are scoped to the caller and kept 24 hours. A 5xx is not stored,
  * so a retry runs again.
  */
-export function idempotency(db: Db): RequestHandler {
+export function idempotency(pool: pg.Pool): RequestHandler {
   return async (req, res, next) => {
     const key = req.get('idempotency-key');
     if (key === undefined) return next();
@@ -52,7 +53,7 @@ export function idempotency(db: Db): RequestHandler {
       .update(`${req.method} ${req.path}\n${canonical(req.body)}`)
       .digest('hex');
 
-    const claimed = await claim(db, { principal, key, method: req.method, path: req.path, requestHash });
+    const claimed = await claim(pool, { principal, key, method: req.method, path: req.path, requestHash });
     if (claimed.kind === 'replay') {
       const { record } = claimed;
       if (record.requestHash !== requestHash) {
@@ -84,14 +85,21 @@ export function idempotency(db: Db): RequestHandler {
     res.json = (body: unknown) => {
       const store =
         res.statusCode >= 500
-          ? db.idempotencyRecord.delete({ where: { id: claimed.id } })
-          : db.idempotencyRecord.update({
-              where: { id: claimed.id },
-              data: {
-                statusCode: res.statusCode,
-                responseBody: (body ?? null) as Prisma.InputJsonValue,
-                responseHeaders: res.get('location') ? { Location: String(res.get('location')) } : {},
-              },
+          ? pool.query({
+              name: 'idempotency-forget',
+              text: 'delete from "IdempotencyRecord" where id = $1',
+              values: [claimed.id],
+            })
+          : pool.query({
+              name: 'idempotency-store',
+              text: `update "IdempotencyRecord" set "statusCode" = $2, "responseBody" = $3::jsonb,
+                       "responseHeaders" = $4::jsonb where id = $1`,
+              values: [
+                claimed.id,
+                res.statusCode,
+                JSON.stringify(body ?? null),
+                JSON.stringify(res.get('location') ? { Location: String(res.get('location')) } : {}),
+              ],
             });
       store
         .catch((error: unknown) => res.locals.log?.error('storing an idempotent response failed', { error }))
@@ -114,25 +122,41 @@ type Claim =
       };
     };
 
-/** Inserts the key, or returns the live record that holds it (expired and abandoned ones are cleared). */
+/**
+ * Inserts the key, or returns the live record that holds it (expired and abandoned ones are
+ * cleared). Every POST with a key passes here, so it is plain pg, prepared.
+ */
 async function claim(
-  db: Db,
+  pool: pg.Pool,
   request: { principal: string; key: string; method: string; path: string; requestHash: string },
 ): Promise<Claim> {
   for (let attempt = 0; attempt < 3; attempt++) {
-    const inserted = await db.idempotencyRecord.createManyAndReturn({
-      data: [request],
-      skipDuplicates: true,
+    const inserted = await pool.query<{ id: string }>({
+      name: 'idempotency-claim',
+      text: `insert into "IdempotencyRecord" (id, principal, key, method, path, "requestHash")
+             values (gen_random_uuid(), $1, $2, $3, $4, $5)
+             on conflict (principal, key) do nothing returning id`,
+      values: [request.principal, request.key, request.method, request.path, request.requestHash],
     });
-    if (inserted[0]) return { kind: 'new', id: inserted[0].id };
-    const existing = await db.idempotencyRecord.findUnique({
-      where: { principal_key: { principal: request.principal, key: request.key } },
+    if (inserted.rows[0]) return { kind: 'new', id: inserted.rows[0].id };
+    const { rows } = await pool.query<
+      Extract<Claim, { kind: 'replay' }>['record'] & { id: string; createdAt: Date }
+    >({
+      name: 'idempotency-find',
+      text: `select id, "requestHash", "statusCode", "responseBody", "responseHeaders", "createdAt"
+               from "IdempotencyRecord" where principal = $1 and key = $2`,
+      values: [request.principal, request.key],
     });
+    const existing = rows[0];
     if (!existing) continue;
     const age = Date.now() - existing.createdAt.getTime();
     const abandoned = existing.statusCode === null && age > ABANDONED_AFTER_MS;
     if (age > IDEMPOTENCY_TTL_MS || abandoned) {
-      await db.idempotencyRecord.deleteMany({ where: { id: existing.id, createdAt: existing.createdAt } });
+      await pool.query({
+        name: 'idempotency-clear',
+        text: 'delete from "IdempotencyRecord" where id = $1 and "createdAt" = $2',
+        values: [existing.id, existing.createdAt],
+      });
       continue;
     }
     return { kind: 'replay', record: existing };

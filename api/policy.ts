@@ -30,14 +30,38 @@ export async function assertOrganizationAccess(
   organizationId: string,
   roles: readonly MembershipRole[],
 ): Promise<OrganizationAccess> {
+  const facts = isStaff(actor)
+    ? {
+        organizationExists: (await db.organization.count({ where: { id: organizationId } })) === 1,
+        role: null,
+      }
+    : {
+        organizationExists: true,
+        role:
+          (
+            await db.membership.findUnique({
+              where: { organizationId_userId: { organizationId, userId: actor.userId } },
+              select: { role: true },
+            })
+          )?.role ?? null,
+      };
+  return decideOrganizationAccess(actor, organizationId, facts, roles);
+}
+
+/**
+ * `assertOrganizationAccess` on facts already read (a hot path reads them with the rest of
+ * what it needs in one query): whether the organization exists, and the caller's role in it.
+ */
+export function decideOrganizationAccess(
+  actor: Actor,
+  organizationId: string,
+  facts: { organizationExists: boolean; role: MembershipRole | null },
+  roles: readonly MembershipRole[],
+): OrganizationAccess {
   if (isStaff(actor)) {
-    const exists = await db.organization.count({ where: { id: organizationId } });
-    if (exists === 1) return 'staff';
-  } else {
-    const membership = await db.membership.findUnique({
-      where: { organizationId_userId: { organizationId, userId: actor.userId } },
-    });
-    if (membership && roles.includes(membership.role)) return membership.role;
+    if (facts.organizationExists) return 'staff';
+  } else if (facts.role && roles.includes(facts.role)) {
+    return facts.role;
   }
   throw new AppError('not_found', `No organization ${organizationId}.`);
 }
@@ -78,12 +102,8 @@ export function assertMayRemoveMember(
  * their e-mail address first. A self-signed-up account is one with a password that is not
  * verified; accounts made by operators (API tokens only) were vetted when they were made.
  */
-export async function assertMayOrder(db: Db | Tx, actor: Actor): Promise<void> {
-  const user = await db.user.findUnique({
-    where: { id: actor.userId },
-    select: { passwordHash: true, emailVerifiedAt: true },
-  });
-  if (user?.passwordHash && !user.emailVerifiedAt) {
+export function assertMayOrder(user: { hasPassword: boolean; emailVerified: boolean }): void {
+  if (user.hasPassword && !user.emailVerified) {
     throw new AppError(
       'forbidden',
       'Confirm your e-mail address before ordering: follow the link in the mail sent at sign-up (signing up again sends a new one).',

@@ -1,4 +1,5 @@
-import type { Tx } from '../core/db.ts';
+import { randomUUID } from 'node:crypto';
+import { execute, type SqlClient } from '../core/db.ts';
 
 /**
  * Starts an instance's subscription once its order is paid: the Subscription row and the
@@ -6,7 +7,7 @@ import type { Tx } from '../core/db.ts';
  * of the payment confirmation never bills twice.
  */
 export async function startSubscription(
-  tx: Tx,
+  client: SqlClient,
   input: {
     instanceId: string;
     organizationId: string;
@@ -18,30 +19,28 @@ export async function startSubscription(
 ): Promise<void> {
   const periodEnd = new Date(input.now);
   periodEnd.setUTCMonth(periodEnd.getUTCMonth() + 1);
-  await tx.subscription.upsert({
-    where: { instanceId: input.instanceId },
-    create: {
-      instanceId: input.instanceId,
-      organizationId: input.organizationId,
-      provider: input.provider,
-      status: 'active',
-      priceMinor: input.priceMinor,
-      currency: input.currency,
-      currentPeriodStart: input.now,
-      currentPeriodEnd: periodEnd,
-    },
-    update: {},
-  });
-  await tx.usageEvent.createMany({
-    data: [
-      {
-        instanceId: input.instanceId,
-        meter: 'subscription_start',
-        quantity: BigInt(input.priceMinor),
-        occurredAt: input.now,
-        idempotencyKey: `subscription-start:${input.instanceId}`,
-      },
+  await execute(client, {
+    name: 'subscription-start',
+    text: `insert into "Subscription" (id, "instanceId", "organizationId", provider, status, "priceMinor",
+             currency, "currentPeriodStart", "currentPeriodEnd")
+           values ($1::uuid, $2::uuid, $3::uuid, $4, 'active', $5, $6, $7, $8)
+           on conflict ("instanceId") do nothing`,
+    values: [
+      randomUUID(),
+      input.instanceId,
+      input.organizationId,
+      input.provider,
+      input.priceMinor,
+      input.currency,
+      input.now,
+      periodEnd,
     ],
-    skipDuplicates: true,
+  });
+  await execute(client, {
+    name: 'usage-subscription-start',
+    text: `insert into "UsageEvent" ("instanceId", meter, quantity, "occurredAt", "idempotencyKey")
+           values ($1::uuid, 'subscription_start', $2, $3, $4)
+           on conflict ("idempotencyKey") do nothing`,
+    values: [input.instanceId, input.priceMinor, input.now, `subscription-start:${input.instanceId}`],
   });
 }

@@ -26,9 +26,59 @@ export function makePool(databaseUrl: string): pg.Pool {
   return new pg.Pool({ connectionString: databaseUrl, max: 10 });
 }
 
-/** True when Prisma refused a write for breaking a unique constraint (its code P2002). */
-export function isUniqueViolation(error: unknown): boolean {
-  return (error as { code?: unknown } | null)?.code === 'P2002';
+/**
+ * True when a write broke a unique constraint: Prisma's code P2002, or PostgreSQL's 23505
+ * through pg. With `constraint`, only a violation of that constraint (pg names it).
+ */
+export function isUniqueViolation(error: unknown, constraint?: string): boolean {
+  const { code, constraint: violated } = (error ?? {}) as { code?: unknown; constraint?: unknown };
+  if (code === 'P2002') return true;
+  return code === '23505' && (constraint === undefined || violated === constraint);
+}
+
+/** One parameterised SQL statement ($1, $2, …). */
+export interface Statement {
+  /** Prepares the statement once per pg connection (planning is most of a small insert's cost). */
+  name?: string;
+  text: string;
+  values: unknown[];
+}
+
+/**
+ * Where a statement can run: a Prisma client or transaction, or pg (a pool, or a client in a
+ * transaction). Writes shared by Prisma code and the hot pg paths (audit rows, jobs, the
+ * ledger, status changes) are written once as statements and run on either.
+ */
+export type SqlClient = Db | Tx | pg.Pool | pg.PoolClient;
+
+/** Runs a statement; returns the number of rows it wrote. */
+export async function execute(client: SqlClient, statement: Statement): Promise<number> {
+  if ('$executeRawUnsafe' in client) return client.$executeRawUnsafe(statement.text, ...statement.values);
+  const result = await client.query(statement);
+  return result.rowCount ?? 0;
+}
+
+/** Runs `work` in a transaction on one pooled connection: committed if it returns, rolled back if it throws. */
+export async function inTransaction<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  // A connection whose rollback failed is in an unknown state: it is closed, not reused.
+  let broken: Error | undefined;
+  try {
+    await client.query('begin');
+    const result = await work(client);
+    await client.query('commit');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch((rollbackError: Error) => {
+      broken = rollbackError;
+    });
+    throw error;
+  } finally {
+    client.release(broken);
+  }
 }
 
 /** A Prisma client over the pg driver adapter (no native query engine). */

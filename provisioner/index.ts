@@ -1,4 +1,4 @@
-import type { Tx } from '../core/db.ts';
+import { execute, type SqlClient } from '../core/db.ts';
 
 export const RECONCILE_TASK = 'instance:reconcile';
 export const PURGE_TASK = 'instance:purge';
@@ -10,14 +10,13 @@ export const BACKUP_TASK = 'instance:backup';
  * waiting absorbs this one, since the reconciler reads the latest desired state anyway. The
  * per-instance queue runs an instance's jobs one at a time, even when one is already running.
  */
-export async function enqueueReconcile(tx: Tx, instanceId: string): Promise<void> {
-  await tx.$executeRaw`select graphile_worker.add_job(
-    ${RECONCILE_TASK},
-    json_build_object('v', 1, 'instanceId', ${instanceId}::text),
-    queue_name := ${`instance:${instanceId}`}::text,
-    job_key := ${instanceId}::text,
-    max_attempts := 10
-  )`;
+export async function enqueueReconcile(client: SqlClient, instanceId: string): Promise<void> {
+  await execute(client, {
+    name: 'job-reconcile',
+    text: `select graphile_worker.add_job($1::text, json_build_object('v', 1, 'instanceId', $2::text),
+             queue_name := $3::text, job_key := $2::text, max_attempts := 10)`,
+    values: [RECONCILE_TASK, instanceId, `instance:${instanceId}`],
+  });
 }
 
 /**
@@ -25,28 +24,28 @@ export async function enqueueReconcile(tx: Tx, instanceId: string): Promise<void
  * (after a restore) moves the same keyed job; the task itself re-checks that the instance is
  * still deleting and due, so a restore needs no job removal to be safe.
  */
-export async function schedulePurge(tx: Tx, instanceId: string, at: Date): Promise<void> {
-  await tx.$executeRaw`select graphile_worker.add_job(
-    ${PURGE_TASK},
-    json_build_object('v', 1, 'instanceId', ${instanceId}::text),
-    queue_name := ${`instance:${instanceId}`}::text,
-    run_at := ${at}::timestamptz,
-    job_key := ${`purge:${instanceId}`}::text,
-    max_attempts := 25
-  )`;
+export async function schedulePurge(client: SqlClient, instanceId: string, at: Date): Promise<void> {
+  await execute(client, {
+    text: `select graphile_worker.add_job($1::text, json_build_object('v', 1, 'instanceId', $2::text),
+             queue_name := $3::text, run_at := $4::timestamptz, job_key := $5::text, max_attempts := 25)`,
+    values: [PURGE_TASK, instanceId, `instance:${instanceId}`, at, `purge:${instanceId}`],
+  });
 }
 
 /** Drops a scheduled purge (the deletion was undone). */
-export async function cancelPurge(tx: Tx, instanceId: string): Promise<void> {
-  await tx.$executeRaw`select graphile_worker.remove_job(${`purge:${instanceId}`}::text)`;
+export async function cancelPurge(client: SqlClient, instanceId: string): Promise<void> {
+  await execute(client, {
+    text: 'select graphile_worker.remove_job($1::text)',
+    values: [`purge:${instanceId}`],
+  });
 }
 
 /** Queues the backup `backupId` of the instance, behind the instance's other jobs. */
-export async function enqueueBackup(tx: Tx, instanceId: string, backupId: string): Promise<void> {
-  await tx.$executeRaw`select graphile_worker.add_job(
-    ${BACKUP_TASK},
-    json_build_object('v', 1, 'instanceId', ${instanceId}::text, 'backupId', ${backupId}::text),
-    queue_name := ${`instance:${instanceId}`}::text,
-    max_attempts := 5
-  )`;
+export async function enqueueBackup(client: SqlClient, instanceId: string, backupId: string): Promise<void> {
+  await execute(client, {
+    text: `select graphile_worker.add_job($1::text,
+             json_build_object('v', 1, 'instanceId', $2::text, 'backupId', $3::text),
+             queue_name := $4::text, max_attempts := 5)`,
+    values: [BACKUP_TASK, instanceId, backupId, `instance:${instanceId}`],
+  });
 }

@@ -1,10 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type Db, isUniqueViolation, type Tx } from '../../core/db.ts';
-import {
-  acceptServerDomain,
-  challengeRecord,
-  normaliseCustomDomain,
-} from '../../core/domain/custom-domain.ts';
+import { challengeRecord, normaliseCustomDomain } from '../../core/domain/custom-domain.ts';
 import { AppError } from '../../core/errors.ts';
 import type { MembershipRole } from '../../core/generated/prisma/enums.ts';
 import { audit } from '../audit.ts';
@@ -216,25 +212,4 @@ export async function removeCustomDomain(
       data: { hostname: domain.hostname },
     });
   });
-}
-
-/**
- * The domain of a new server of the organization, normalised: under the base domain, or at
- * or under one of the organization's verified custom domains (`acceptServerDomain`).
- */
-export async function normaliseOrderDomain(
-  db: Db,
-  organizationId: string,
-  input: string,
-  baseDomain: string,
-): Promise<string> {
-  const verified = await db.customDomain.findMany({
-    where: { organizationId, verifiedAt: { not: null } },
-    select: { hostname: true },
-  });
-  return acceptServerDomain(
-    input,
-    baseDomain,
-    verified.map((domain) => domain.hostname),
-  );
 }

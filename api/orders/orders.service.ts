@@ -1,18 +1,21 @@
+import { randomUUID } from 'node:crypto';
 import { startSubscription } from '../../billing/index.ts';
-import { isUniqueViolation, type Tx } from '../../core/db.ts';
+import { execute, inTransaction, isUniqueViolation, type SqlClient } from '../../core/db.ts';
+import { acceptServerDomain } from '../../core/domain/custom-domain.ts';
 import { transition } from '../../core/domain/instance-status.ts';
 import { AppError, type FieldError } from '../../core/errors.ts';
 import { enqueueReconcile } from '../../provisioner/index.ts';
 import { audit } from '../audit.ts';
 import type { ApiDeps, RequestContext } from '../context.ts';
-import { normaliseOrderDomain } from '../domains/domains.service.ts';
 import {
   assertMayOrder,
   assertOrganizationAccess,
+  decideOrganizationAccess,
   isStaff,
   MANAGING_ROLES,
   MEMBER_ROLES,
 } from '../policy.ts';
+import { insertOrder, readOrderFacts } from './orders.repository.ts';
 
 export interface CreateOrderInput {
   organizationId: string;
@@ -28,25 +31,18 @@ export interface CreateOrderInput {
  * provisioning in the same transaction; a customer's order waits for `approvePayment`.
  */
 export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: CreateOrderInput) {
-  await assertOrganizationAccess(deps.db, ctx.actor, input.organizationId, MANAGING_ROLES);
-  await assertMayOrder(deps.db, ctx.actor);
-  const domain = await normaliseOrderDomain(
-    deps.db,
-    input.organizationId,
-    input.domain,
-    deps.config.baseDomain,
-  );
-  const plan = await deps.db.plan.findUnique({ where: { code: input.plan } });
+  const facts = await readOrderFacts(deps.pool, { ...input, userId: ctx.actor.userId });
+  decideOrganizationAccess(ctx.actor, input.organizationId, facts, MANAGING_ROLES);
+  assertMayOrder(facts.user);
+  const domain = acceptServerDomain(input.domain, deps.config.baseDomain, facts.verifiedDomains);
+  const plan = facts.plan;
   if (!plan?.active) {
     throw new AppError('unprocessable', `There is no plan "${input.plan}".`, {
       errors: [{ field: 'plan', message: 'Unknown plan; GET /v1/plans lists them.' }],
     });
   }
-  const addonTypes = await deps.db.addonType.findMany({
-    where: { code: { in: input.addons }, active: true },
-  });
   const addonErrors: FieldError[] = input.addons.flatMap((code, index): FieldError[] => {
-    if (!addonTypes.some((addon) => addon.code === code))
+    if (!facts.addons.some((addon) => addon.code === code))
       return [{ field: `addons.${index}`, message: `Unknown add-on "${code}".` }];
     if (!plan.addonCodes.includes(code))
       return [{ field: `addons.${index}`, message: `The ${plan.name} plan cannot carry "${code}".` }];
@@ -57,51 +53,40 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
       errors: addonErrors,
     });
   }
-  if (await deps.db.instance.findUnique({ where: { domain }, select: { id: true } })) {
-    throw domainTaken(domain);
-  }
-  const totalMinor = plan.priceMinor + addonTypes.reduce((sum, addon) => sum + addon.priceMinor, 0);
+  const totalMinor = plan.priceMinor + facts.addons.reduce((sum, addon) => sum + addon.priceMinor, 0);
   const paidNow = deps.config.billingProvider === 'none' && isStaff(ctx.actor);
+  const now = new Date();
   try {
-    return await deps.db.$transaction(async (tx) => {
-      const now = new Date();
-      const instance = await tx.instance.create({
-        data: {
-          organizationId: input.organizationId,
-          planId: plan.id,
-          domain,
-          mastodonVersion: deps.config.mastodonVersion,
-          status: 'pending_payment',
-          spec: { addons: input.addons },
-          addons: { create: addonTypes.map((addon) => ({ addonTypeId: addon.id })) },
-        },
+    return await inTransaction(deps.pool, async (client) => {
+      const order = await insertOrder(client, {
+        id: randomUUID(),
+        instanceId: randomUUID(),
+        organizationId: input.organizationId,
+        planId: plan.id,
+        domain,
+        mastodonVersion: deps.config.mastodonVersion,
+        addonCodes: input.addons,
+        addonTypeIds: facts.addons.map((addon) => addon.id),
+        status: paidNow ? 'paid' : 'pending_payment',
+        totalMinor,
+        currency: plan.currency,
+        createdById: ctx.actor.userId,
+        paidAt: paidNow ? now : null,
       });
-      const order = await tx.order.create({
-        data: {
-          organizationId: input.organizationId,
-          instanceId: instance.id,
-          domain,
-          planId: plan.id,
-          addonCodes: input.addons,
-          status: paidNow ? 'paid' : 'pending_payment',
-          paidAt: paidNow ? now : null,
-          totalMinor,
-          currency: plan.currency,
-          createdById: ctx.actor.userId,
-        },
-      });
-      await audit(tx, ctx, {
+      await audit(client, ctx, {
         action: 'order.create',
         targetType: 'order',
         targetId: order.id,
         organizationId: input.organizationId,
         data: { domain, plan: plan.code, addons: input.addons },
       });
-      if (paidNow) await beginProvisioning(tx, order, instance.id, deps.config.billingProvider, now);
+      if (paidNow) {
+        await beginProvisioning(client, order, order.instanceId as string, deps.config.billingProvider, now);
+      }
       return order;
     });
   } catch (error) {
-    if (isUniqueViolation(error)) throw domainTaken(domain);
+    if (isUniqueViolation(error, 'Instance_domain_key')) throw domainTaken(domain);
     throw error;
   }
 }
@@ -166,13 +151,13 @@ export async function cancelOrder(deps: ApiDeps, ctx: RequestContext, orderId: s
 }
 
 async function beginProvisioning(
-  tx: Tx,
+  client: SqlClient,
   order: { organizationId: string; totalMinor: number; currency: string },
   instanceId: string,
   provider: 'none' | 'stripe',
   now: Date,
 ): Promise<void> {
-  await startSubscription(tx, {
+  await startSubscription(client, {
     instanceId,
     organizationId: order.organizationId,
     provider,
@@ -180,11 +165,13 @@ async function beginProvisioning(
     currency: order.currency,
     now,
   });
-  await transition(tx, instanceId, 'pending_payment', 'provisioning');
-  await tx.event.create({
-    data: { instanceId, type: 'instance.provisioning', message: 'Payment confirmed; provisioning queued.' },
+  await transition(client, instanceId, 'pending_payment', 'provisioning');
+  await execute(client, {
+    name: 'event-provisioning',
+    text: `insert into "Event" ("instanceId", type, message) values ($1::uuid, 'instance.provisioning', $2)`,
+    values: [instanceId, 'Payment confirmed; provisioning queued.'],
   });
-  await enqueueReconcile(tx, instanceId);
+  await enqueueReconcile(client, instanceId);
 }
 
 function domainTaken(domain: string): AppError {

@@ -1,4 +1,4 @@
-import type { Tx } from '../db.ts';
+import { execute, type SqlClient } from '../db.ts';
 import { AppError } from '../errors.ts';
 import type { InstanceStatus } from '../generated/prisma/enums.ts';
 
@@ -31,7 +31,7 @@ export function canTransition(from: InstanceStatus, to: InstanceStatus): boolean
  * the instance is no longer in `from` (someone else moved it first).
  */
 export async function transition(
-  tx: Tx,
+  client: SqlClient,
   instanceId: string,
   from: InstanceStatus,
   to: InstanceStatus,
@@ -40,13 +40,13 @@ export async function transition(
   if (!canTransition(from, to)) {
     throw new AppError('conflict', `An instance cannot go from ${from} to ${to}.`);
   }
-  const { count } = await tx.instance.updateMany({
-    where: { id: instanceId, status: from },
-    data: {
-      status: to,
-      statusReason: changes.statusReason ?? null,
-      ...(changes.observedGeneration === undefined ? {} : { observedGeneration: changes.observedGeneration }),
-    },
+  const count = await execute(client, {
+    name: 'instance-transition',
+    text: `update "Instance"
+              set status = $3::"InstanceStatus", "statusReason" = $4,
+                  "observedGeneration" = coalesce($5::int, "observedGeneration"), "updatedAt" = now()
+            where id = $1::uuid and status = $2::"InstanceStatus"`,
+    values: [instanceId, from, to, changes.statusReason ?? null, changes.observedGeneration ?? null],
   });
   if (count !== 1) {
     throw new AppError('conflict', `The instance is no longer ${from}; it was changed meanwhile.`);
