@@ -154,6 +154,26 @@ function fieldErrors(errors: ErrorObject[] | null | undefined, prefix: string): 
   });
 }
 
+/**
+ * Fields holding U+0000 anywhere in `value`. PostgreSQL text cannot store that character, so
+ * it is refused up front as a field error rather than failing deep in a query.
+ */
+function nulFields(value: unknown, field: string): FieldError[] {
+  if (typeof value === 'string')
+    return value.includes('\u0000') ? [{ field: field || '(body)', message: 'must not contain U+0000' }] : [];
+  if (Array.isArray(value))
+    return value.flatMap((item, index) => nulFields(item, field ? `${field}.${index}` : String(index)));
+  if (value && typeof value === 'object') {
+    return Object.entries(value).flatMap(([key, item]) => [
+      ...(key.includes('\u0000')
+        ? [{ field: field || '(body)', message: 'has a field name containing U+0000' }]
+        : []),
+      ...nulFields(item, field ? `${field}.${key}` : key),
+    ]);
+  }
+  return [];
+}
+
 /** Authentication and scope come before validation: a stranger learns nothing from a 400. */
 function authorize(scopes: Scope[] | null): RequestHandler {
   return (req, _res, next) => {
@@ -194,6 +214,12 @@ function validate(operationId: string): RequestHandler {
         errors.push(...fieldErrors(operation.body.errors, ''));
       }
     }
+    errors.push(
+      ...nulFields(params, ''),
+      ...nulFields(query, ''),
+      ...nulFields(headers, ''),
+      ...nulFields(body, ''),
+    );
     if (errors.length > 0) {
       throw new AppError('validation_failed', `The request has ${errors.length} invalid field(s).`, {
         errors,

@@ -12,6 +12,7 @@ import { PassThrough } from 'node:stream';
 import autocannon from 'autocannon';
 import express from 'express';
 import { makeApp } from '../api/app.ts';
+import { listen } from '../api/server.ts';
 import { loadConfig } from '../core/config.ts';
 import { makeApiToken, makeSecretBox } from '../core/crypto.ts';
 import { makePool, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
@@ -30,6 +31,8 @@ type Scenario = {
   method?: 'GET' | 'POST';
   headers?: Record<string, string>;
   body?: () => string;
+  /** Headers set per request (a fresh Idempotency-Key each time). */
+  perRequestHeaders?: () => Record<string, string>;
 };
 type Result = { name: string; requestsPerSecond: number; p50Ms: number; p99Ms: number; non2xx: number };
 
@@ -40,9 +43,18 @@ async function measure(scenario: Scenario): Promise<Result> {
     connections: scenario.connections ?? connections,
     duration: seconds,
     headers: scenario.headers,
-    requests: scenario.body
-      ? [{ setupRequest: (request) => ({ ...request, body: scenario.body?.() }) }]
-      : undefined,
+    requests:
+      scenario.body || scenario.perRequestHeaders
+        ? [
+            {
+              setupRequest: (request) => ({
+                ...request,
+                body: scenario.body?.(),
+                headers: { ...request.headers, ...scenario.perRequestHeaders?.() },
+              }),
+            },
+          ]
+        : undefined,
   });
   const result = await instance;
   return {
@@ -68,8 +80,8 @@ async function drain(db: ReturnType<typeof makePrisma>): Promise<void> {
   }
 }
 
-async function listen(app: express.Express): Promise<{ url: string; close(): Promise<void> }> {
-  const server = app.listen(0, '127.0.0.1');
+async function serve(app: express.Express): Promise<{ url: string; close(): Promise<void> }> {
+  const server = listen(app, 0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -109,8 +121,8 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
     })),
   });
 
-  // One server provisioned for real onto the dry-run target: operations, steps, events and
-  // about twenty manifests, as GET /v1/instances/:id returns them.
+  // One server provisioned for real onto the dry-run target: its operation with steps and
+  // its events, as GET /v1/instances/:id returns them.
   const provisioned = await db.instance.create({
     data: {
       organizationId: org.id,
@@ -135,7 +147,7 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
   await reconcileInstance({ db, box: makeSecretBox(config.masterKeys), log }, provisioned.id);
 
   const pool = makePool(databaseUrl);
-  const woolly = await listen(makeApp({ db, pool, config, log }));
+  const woolly = await serve(makeApp({ db, pool, config, log }));
   const auth = { authorization: `Bearer ${token.token}`, 'content-type': 'application/json' };
   const detailUrl = `${woolly.url}/v1/instances/${provisioned.id}`;
   const detailBody = await (await fetch(detailUrl, { headers: auth })).text();
@@ -150,7 +162,7 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
   bare.post('/orders', express.json(), (req, res) => {
     res.status(201).json({ ...req.body, id: crypto.randomUUID(), status: 'paid' });
   });
-  const baseline = await listen(bare);
+  const baseline = await serve(bare);
 
   let sequence = 0;
   const orderBody = () =>
@@ -187,11 +199,12 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
       body: orderBody,
     },
     order: {
-      name: 'POST /v1/orders (order + instance + subscription + job)',
+      name: 'POST /v1/orders with Idempotency-Key (order + instance + subscription + job)',
       url: `${woolly.url}/v1/orders`,
       method: 'POST',
       headers: auth,
       body: orderBody,
+      perRequestHeaders: () => ({ 'idempotency-key': crypto.randomUUID() }),
     },
   };
   const results: Record<string, Result> = {};

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { makeApp } from '../api/app.ts';
 import { ensureFirstOpsUser } from '../api/auth/first-ops-user.ts';
+import { listen } from '../api/server.ts';
 import { apiTasks } from '../api/tasks.ts';
 import { type Config, ConfigError, loadConfig, type MasterKey } from '../core/config.ts';
 import { makeSecretBox, readOrCreateLocalMasterKey } from '../core/crypto.ts';
@@ -105,7 +106,8 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
   if (options.api) {
     const pool = makePool(database.url);
     releases.push(() => pool.end());
-    const server: Server = makeApp({ db, pool, config: { ...config, masterKeys: keys }, log }).listen(
+    const server: Server = listen(
+      makeApp({ db, pool, config: { ...config, masterKeys: keys }, log }),
       config.port,
       config.host,
     );

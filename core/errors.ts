@@ -27,6 +27,8 @@ const CODES = {
   /** The request could not be read at all (an aborted or inconsistent body). */
   bad_request: { status: 400, title: 'The request cannot be read' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
+  /** The request line and headers are over Node's limit; answered before routing. */
+  headers_too_large: { status: 431, title: 'The request headers are too large' },
   /** Refused for a while (sign-in lockout); the response's `Retry-After` says how long. */
   too_many_requests: { status: 429, title: 'Too many requests' },
   /** Anything not foreseen; its detail is never shown to the caller. */
