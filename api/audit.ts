@@ -1,4 +1,4 @@
-import { execute, type Prisma, type SqlClient } from '../core/db.ts';
+import { execute, type Prisma, type SqlClient, type Statement } from '../core/db.ts';
 import type { Actor, RequestContext } from './context.ts';
 
 /** How the audit log names a caller: `token:<id>`, `session:<userId>` or `anonymous`. */
@@ -7,25 +7,21 @@ function actorLabel(actor: Actor | null): string {
   return actor.authMethod === 'session' ? `session:${actor.userId}` : `token:${actor.tokenId}`;
 }
 
-/**
- * Writes the audit row of a mutating call, in the same transaction as its effect. A null
- * actor is a caller not signed in (sign-in attempts, sign-up, e-mail verification).
- */
-export async function audit(
-  client: SqlClient,
-  ctx: Pick<RequestContext, 'requestId'> & { actor: Actor | null },
-  entry: {
-    action: string;
-    targetType: string;
-    targetId: string;
-    organizationId?: string;
-    data?: Prisma.InputJsonValue;
-  },
-): Promise<void> {
-  await execute(client, {
+type AuditContext = Pick<RequestContext, 'requestId'> & { actor: Actor | null };
+interface AuditEntry {
+  action: string;
+  targetType: string;
+  targetId: string;
+  organizationId?: string;
+  data?: Prisma.InputJsonValue;
+}
+
+/** The audit row of a mutating call, as a statement to run with its effect. */
+export function auditStatement(ctx: AuditContext, entry: AuditEntry): Statement {
+  return {
     name: 'audit-insert',
     text: `insert into "AuditLog" ("actorUserId", actor, action, "targetType", "targetId", "organizationId", "requestId", data)
-           values ($1::uuid, $2, $3, $4, $5, $6::uuid, $7, $8::jsonb)`,
+           values ($1::uuid, $2, $3, $4, $5, $6::uuid, $7, $8::jsonb) returning 1`,
     values: [
       ctx.actor?.userId ?? null,
       actorLabel(ctx.actor),
@@ -36,5 +32,13 @@ export async function audit(
       ctx.requestId,
       JSON.stringify(entry.data ?? {}),
     ],
-  });
+  };
+}
+
+/**
+ * Writes the audit row of a mutating call, in the same transaction as its effect. A null
+ * actor is a caller not signed in (sign-in attempts, sign-up, e-mail verification).
+ */
+export async function audit(client: SqlClient, ctx: AuditContext, entry: AuditEntry): Promise<void> {
+  await execute(client, auditStatement(ctx, entry));
 }

@@ -58,27 +58,22 @@ export async function execute(client: SqlClient, statement: Statement): Promise<
   return result.rowCount ?? 0;
 }
 
-/** Runs `work` in a transaction on one pooled connection: committed if it returns, rolled back if it throws. */
-export async function inTransaction<T>(
-  pool: pg.Pool,
-  work: (client: pg.PoolClient) => Promise<T>,
-): Promise<T> {
-  const client = await pool.connect();
-  // A connection whose rollback failed is in an unknown state: it is closed, not reused.
-  let broken: Error | undefined;
-  try {
-    await client.query('begin');
-    const result = await work(client);
-    await client.query('commit');
-    return result;
-  } catch (error) {
-    await client.query('rollback').catch((rollbackError: Error) => {
-      broken = rollbackError;
-    });
-    throw error;
-  } finally {
-    client.release(broken);
-  }
+/**
+ * Several statements as one, each a data-modifying CTE, so they run in one round trip and
+ * one implicit transaction: all or none. Each must return rows (`returning 1` on a write),
+ * which also makes a SELECT of a function (a job enqueue) run. They all read the database
+ * as it was before the statement: none sees another's writes. Each statement's
+ * placeholders are renumbered after the ones before it.
+ */
+export function combine(name: string, statements: Statement[]): Statement {
+  const values: unknown[] = [];
+  const parts = statements.map((statement, index) => {
+    const offset = values.length;
+    values.push(...statement.values);
+    return `s${index} as (${statement.text.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`)})`;
+  });
+  const counts = statements.map((_, index) => `(select count(*) from s${index})`).join(', ');
+  return { name, text: `with ${parts.join(',\n')}\nselect ${counts}`, values };
 }
 
 /** A Prisma client over the pg driver adapter (no native query engine). */

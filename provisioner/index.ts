@@ -1,4 +1,4 @@
-import { execute, type SqlClient } from '../core/db.ts';
+import { execute, type SqlClient, type Statement } from '../core/db.ts';
 
 export const RECONCILE_TASK = 'instance:reconcile';
 export const PURGE_TASK = 'instance:purge';
@@ -10,13 +10,18 @@ export const BACKUP_TASK = 'instance:backup';
  * waiting absorbs this one, since the reconciler reads the latest desired state anyway. The
  * per-instance queue runs an instance's jobs one at a time, even when one is already running.
  */
-export async function enqueueReconcile(client: SqlClient, instanceId: string): Promise<void> {
-  await execute(client, {
+export function reconcileJobStatement(instanceId: string): Statement {
+  return {
     name: 'job-reconcile',
     text: `select graphile_worker.add_job($1::text, json_build_object('v', 1, 'instanceId', $2::text),
              queue_name := $3::text, job_key := $2::text, max_attempts := 10)`,
     values: [RECONCILE_TASK, instanceId, `instance:${instanceId}`],
-  });
+  };
+}
+
+/** Queues a reconcile of the instance (`reconcileJobStatement`) on `client`. */
+export async function enqueueReconcile(client: SqlClient, instanceId: string): Promise<void> {
+  await execute(client, reconcileJobStatement(instanceId));
 }
 
 /**

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { startSubscription } from '../../billing/index.ts';
-import { execute, inTransaction, isUniqueViolation, type SqlClient } from '../../core/db.ts';
+import { startSubscription, subscriptionStartStatements } from '../../billing/index.ts';
+import { combine, execute, isUniqueViolation, type SqlClient, type Statement } from '../../core/db.ts';
 import { acceptServerDomain } from '../../core/domain/custom-domain.ts';
 import { transition } from '../../core/domain/instance-status.ts';
 import { AppError, type FieldError } from '../../core/errors.ts';
-import { enqueueReconcile } from '../../provisioner/index.ts';
-import { audit } from '../audit.ts';
+import { enqueueReconcile, reconcileJobStatement } from '../../provisioner/index.ts';
+import { audit, auditStatement } from '../audit.ts';
 import type { ApiDeps, RequestContext } from '../context.ts';
 import {
   assertMayOrder,
@@ -15,7 +15,7 @@ import {
   MANAGING_ROLES,
   MEMBER_ROLES,
 } from '../policy.ts';
-import { insertOrder, readOrderFacts } from './orders.repository.ts';
+import { orderInsertStatements, readOrderFacts } from './orders.repository.ts';
 
 export interface CreateOrderInput {
   organizationId: string;
@@ -54,41 +54,60 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
     });
   }
   const totalMinor = plan.priceMinor + facts.addons.reduce((sum, addon) => sum + addon.priceMinor, 0);
-  const paidNow = deps.config.billingProvider === 'none' && isStaff(ctx.actor);
-  const now = new Date();
+  const paid = deps.config.billingProvider === 'none' && isStaff(ctx.actor);
+  const at = new Date();
+  const order = {
+    id: randomUUID(),
+    organizationId: input.organizationId,
+    instanceId: randomUUID(),
+    domain,
+    status: paid ? ('paid' as const) : ('pending_payment' as const),
+    addonCodes: input.addons,
+    totalMinor,
+    currency: plan.currency,
+    paidAt: paid ? at : null,
+    createdAt: at,
+  };
+  const writes = [
+    ...orderInsertStatements({
+      ...order,
+      planId: plan.id,
+      mastodonVersion: deps.config.mastodonVersion,
+      addonTypeIds: facts.addons.map((addon) => addon.id),
+      paid,
+      createdById: ctx.actor.userId,
+      at,
+    }),
+    auditStatement(ctx, {
+      action: 'order.create',
+      targetType: 'order',
+      targetId: order.id,
+      organizationId: input.organizationId,
+      data: { domain, plan: plan.code, addons: input.addons },
+    }),
+    ...(paid
+      ? [
+          ...subscriptionStartStatements({
+            instanceId: order.instanceId,
+            organizationId: order.organizationId,
+            provider: deps.config.billingProvider,
+            priceMinor: totalMinor,
+            currency: plan.currency,
+            now: at,
+          }),
+          provisioningEventStatement(order.instanceId),
+          reconcileJobStatement(order.instanceId),
+        ]
+      : []),
+  ];
   try {
-    return await inTransaction(deps.pool, async (client) => {
-      const order = await insertOrder(client, {
-        id: randomUUID(),
-        instanceId: randomUUID(),
-        organizationId: input.organizationId,
-        planId: plan.id,
-        domain,
-        mastodonVersion: deps.config.mastodonVersion,
-        addonCodes: input.addons,
-        addonTypeIds: facts.addons.map((addon) => addon.id),
-        status: paidNow ? 'paid' : 'pending_payment',
-        totalMinor,
-        currency: plan.currency,
-        createdById: ctx.actor.userId,
-        paidAt: paidNow ? now : null,
-      });
-      await audit(client, ctx, {
-        action: 'order.create',
-        targetType: 'order',
-        targetId: order.id,
-        organizationId: input.organizationId,
-        data: { domain, plan: plan.code, addons: input.addons },
-      });
-      if (paidNow) {
-        await beginProvisioning(client, order, order.instanceId as string, deps.config.billingProvider, now);
-      }
-      return order;
-    });
+    // One statement, one round trip: it all commits, or none of it does.
+    await execute(deps.pool, combine(paid ? 'order-create-paid' : 'order-create', writes));
   } catch (error) {
     if (isUniqueViolation(error, 'Instance_domain_key')) throw domainTaken(domain);
     throw error;
   }
+  return order;
 }
 
 /** Staff confirms payment of an order (billing provider `none`), which starts provisioning. */
@@ -166,12 +185,17 @@ async function beginProvisioning(
     now,
   });
   await transition(client, instanceId, 'pending_payment', 'provisioning');
-  await execute(client, {
-    name: 'event-provisioning',
-    text: `insert into "Event" ("instanceId", type, message) values ($1::uuid, 'instance.provisioning', $2)`,
-    values: [instanceId, 'Payment confirmed; provisioning queued.'],
-  });
+  await execute(client, provisioningEventStatement(instanceId));
   await enqueueReconcile(client, instanceId);
+}
+
+/** The event that tells the customer provisioning is queued. */
+function provisioningEventStatement(instanceId: string): Statement {
+  return {
+    name: 'event-provisioning',
+    text: `insert into "Event" ("instanceId", type, message) values ($1::uuid, 'instance.provisioning', $2::text) returning 1`,
+    values: [instanceId, 'Payment confirmed; provisioning queued.'],
+  };
 }
 
 function domainTaken(domain: string): AppError {
