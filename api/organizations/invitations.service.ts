@@ -70,7 +70,7 @@ function invitationMail(input: {
       `${input.invitedBy} invited you to join ${input.organizationName} on Woolly, as ${input.role}.`,
       'To accept, sign in to Woolly with this e-mail address and open this link within 7 days:',
       '',
-      `  ${publicUrl}/#accept-invitation=${token}`,
+      `  ${publicUrl}/dashboard/#accept-invitation=${token}`,
       '',
       'or send the token to the API with an API token of your account:',
       '',

@@ -96,7 +96,7 @@ test('an invitee who accepts joins with the invited role; the link came by mail,
   assert.ok(mail);
   const token = tokenFromMail(invitee.email);
   const { publicUrl } = loadConfig({ NODE_ENV: 'test' });
-  assert.ok(mail.text.includes(`${publicUrl}/#accept-invitation=${token}`), mail.text);
+  assert.ok(mail.text.includes(`${publicUrl}/dashboard/#accept-invitation=${token}`), mail.text);
   assert.ok(!JSON.stringify(invited.body).includes(token), 'the token is in the mail only');
   const stored = await database.db.invitation.findUniqueOrThrow({ where: { id: invited.body.id } });
   assert.notEqual(stored.tokenHash, token, 'only the hash is kept');
