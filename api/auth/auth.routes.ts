@@ -72,7 +72,7 @@ export function authHandlers(
           res.set('Retry-After', String(outcome.retryAfterSeconds));
           throw new AppError(
             'too_many_requests',
-            `Too many failed sign-ins for this account; try again in ${outcome.retryAfterSeconds} seconds.`,
+            `Too many failed sign-ins for this e-mail address; try again in ${outcome.retryAfterSeconds} seconds.`,
           );
         }
         throw new AppError('unauthenticated', WRONG_CREDENTIALS);

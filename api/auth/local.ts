@@ -1,16 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { Strategy as LocalStrategy } from 'passport-local';
 import { hashPassword, hashToken, verifyPassword } from '../../core/crypto.ts';
-import { type Db, isUniqueViolation } from '../../core/db.ts';
+import { type Db, isUniqueViolation, type Tx } from '../../core/db.ts';
 import { AppError } from '../../core/errors.ts';
 import { audit } from '../audit.ts';
 import type { ApiDeps } from '../context.ts';
 import type { Mail, Mailer } from './mailer.ts';
 
 /**
- * Password sign-in lockout: after `threshold` failures in a row an account refuses passwords
- * for `firstWindowS` seconds, doubling with each further failure up to `maxWindowS`; a
- * success resets it. Kept on the User row, because API replicas share nothing else.
+ * Password sign-in lockout: after `threshold` failures in a row an e-mail address is refused
+ * passwords for `firstWindowS` seconds, doubling with each further failure up to
+ * `maxWindowS`; a success resets it. Counted per address in LoginThrottle (API replicas share
+ * nothing else), for unknown addresses too, so a lockout does not tell that an account exists.
  */
 export const LOCKOUT = { threshold: 5, firstWindowS: 60, maxWindowS: 60 * 60 } as const;
 
@@ -29,7 +30,7 @@ export interface AccountRow {
 export type SignInOutcome =
   | { kind: 'signed_in'; user: AccountRow }
   | { kind: 'refused'; userId: string | null }
-  | { kind: 'locked'; userId: string; retryAfterSeconds: number };
+  | { kind: 'locked'; userId: string | null; retryAfterSeconds: number };
 
 /** E-mail addresses are compared in lower case: people do not type them the same way twice. */
 export function normaliseEmail(email: string): string {
@@ -49,9 +50,10 @@ function getDummyHash(): Promise<string> {
 
 /**
  * Checks a password sign-in. The attempt is counted before the password is checked, in one
- * statement that also refuses a locked account, so parallel guesses cannot slip past the
- * threshold; a correct password then resets the count. An unknown address and a wrong
- * password are the same `refused`, after the same scrypt work.
+ * statement that also refuses a locked address, so parallel guesses cannot slip past the
+ * threshold; a correct password then clears the count. An unknown address is counted and
+ * locked like a known one, and refused after the same scrypt work: no answer, status or
+ * timing tells the two apart.
  */
 export async function checkPassword(
   db: Db,
@@ -59,39 +61,59 @@ export async function checkPassword(
   password: string,
   now = new Date(),
 ): Promise<SignInOutcome> {
+  const address = normaliseEmail(email);
   const user = await db.user.findUnique({
-    where: { email: normaliseEmail(email) },
+    where: { email: address },
     select: { id: true, email: true, name: true, staffRole: true, emailVerifiedAt: true, passwordHash: true },
   });
-  if (!user) {
-    await verifyPassword(password, await getDummyHash());
-    return { kind: 'refused', userId: null };
-  }
+  const emailHash = hashToken(address);
   const { threshold, firstWindowS, maxWindowS } = LOCKOUT;
-  const counted = await db.$queryRaw<{ failedLoginCount: number }[]>`
-    update "User"
-       set "failedLoginCount" = "failedLoginCount" + 1,
-           "loginLockedUntil" = case when "failedLoginCount" + 1 >= ${threshold}::int
+  const counted = await db.$queryRaw<{ failedCount: number }[]>`
+    insert into "LoginThrottle" as t ("emailHash", "failedCount", "lockedUntil", "updatedAt")
+    values (${emailHash}, 1, case when ${threshold}::int <= 1 then ${now}::timestamptz + make_interval(secs => ${firstWindowS}::float8) end, ${now}::timestamptz)
+    on conflict ("emailHash") do update
+       set "failedCount" = t."failedCount" + 1,
+           "lockedUntil" = case when t."failedCount" + 1 >= ${threshold}::int
              then ${now}::timestamptz + make_interval(secs => least(
-               ${firstWindowS}::float8 * power(2, least("failedLoginCount" + 1 - ${threshold}::int, 20)),
+               ${firstWindowS}::float8 * power(2, least(t."failedCount" + 1 - ${threshold}::int, 20)),
                ${maxWindowS}::float8))
-           end
-     where id = ${user.id}::uuid
-       and ("loginLockedUntil" is null or "loginLockedUntil" <= ${now}::timestamptz)
-     returning "failedLoginCount"`;
+           end,
+           "updatedAt" = ${now}::timestamptz
+     where t."lockedUntil" is null or t."lockedUntil" <= ${now}::timestamptz
+    returning "failedCount"`;
   if (counted.length === 0) {
-    const { loginLockedUntil } = await db.user.findUniqueOrThrow({
-      where: { id: user.id },
-      select: { loginLockedUntil: true },
+    const throttle = await db.loginThrottle.findUnique({
+      where: { emailHash },
+      select: { lockedUntil: true },
     });
-    const remainingMs = (loginLockedUntil?.getTime() ?? now.getTime()) - now.getTime();
-    return { kind: 'locked', userId: user.id, retryAfterSeconds: Math.max(1, Math.ceil(remainingMs / 1000)) };
+    const remainingMs = (throttle?.lockedUntil?.getTime() ?? now.getTime()) - now.getTime();
+    return {
+      kind: 'locked',
+      userId: user?.id ?? null,
+      retryAfterSeconds: Math.max(1, Math.ceil(remainingMs / 1000)),
+    };
   }
-  const valid = await verifyPassword(password, user.passwordHash ?? (await getDummyHash()));
-  if (!valid || !user.passwordHash) return { kind: 'refused', userId: user.id };
-  await db.user.update({ where: { id: user.id }, data: { failedLoginCount: 0, loginLockedUntil: null } });
+  const valid = await verifyPassword(password, user?.passwordHash ?? (await getDummyHash()));
+  if (!user || !valid || !user.passwordHash) return { kind: 'refused', userId: user?.id ?? null };
+  await clearLoginThrottle(db, user.email);
   const { passwordHash: _, ...account } = user;
   return { kind: 'signed_in', user: account };
+}
+
+/** Forgets an address's failed sign-ins (a success, or a verified new password). */
+export async function clearLoginThrottle(db: Db | Tx, email: string): Promise<void> {
+  await db.loginThrottle.deleteMany({ where: { emailHash: hashToken(normaliseEmail(email)) } });
+}
+
+/** Forgets counts a day after their last attempt, unless a lock still runs; hourly. */
+export async function deleteStaleLoginThrottles(db: Db, now = new Date()): Promise<number> {
+  const { count } = await db.loginThrottle.deleteMany({
+    where: {
+      updatedAt: { lt: new Date(now.getTime() - 24 * 60 * 60 * 1000) },
+      OR: [{ lockedUntil: null }, { lockedUntil: { lt: now } }],
+    },
+  });
+  return count;
 }
 
 /** A refused sign-in, as passport-local hands it to the route. */
@@ -244,7 +266,7 @@ export async function verifyEmail(
   await deps.db.$transaction(async (tx) => {
     const link = await tx.emailVerification.findUnique({
       where: { tokenHash: hashToken(token) },
-      include: { user: { select: { passwordHash: true, emailVerifiedAt: true } } },
+      include: { user: { select: { email: true, passwordHash: true, emailVerifiedAt: true } } },
     });
     if (!link || link.usedAt) throw invalidLink();
     if (link.expiresAt <= now) {
@@ -273,10 +295,9 @@ export async function verifyEmail(
       data: {
         emailVerifiedAt: link.user.emailVerifiedAt ?? now,
         passwordHash: link.passwordHash,
-        failedLoginCount: 0,
-        loginLockedUntil: null,
       },
     });
+    await clearLoginThrottle(tx, link.user.email);
     if (passwordReplaced) {
       await tx.$executeRaw`delete from "session" where sess -> 'passport' ->> 'user' = ${link.userId}`;
       await tx.apiToken.updateMany({

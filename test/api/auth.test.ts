@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { makeApp } from '../../api/app.ts';
 import { makeOutboxMailer, type OutboxMailer } from '../../api/auth/mailer.ts';
 import { loadConfig } from '../../core/config.ts';
-import { hashPassword } from '../../core/crypto.ts';
+import { hashPassword, hashToken } from '../../core/crypto.ts';
 import { makePool } from '../../core/db.ts';
 import { makeLogger } from '../../core/log.ts';
 import { call } from '../support/app.ts';
@@ -179,6 +179,17 @@ test('an unknown e-mail address and a wrong password get the identical 401', asy
   assert.ok(failures.every((row) => row.actor === 'anonymous' && row.actorUserId === null));
 });
 
+/** The sign-in failure count of an address (keyed by its SHA-256). */
+const throttleOf = (email: string) =>
+  database.db.loginThrottle.findUnique({ where: { emailHash: hashToken(email.toLowerCase()) } });
+
+/** Moves an address's lock into the past, as if its time had run out. */
+const passLock = (email: string) =>
+  database.db.loginThrottle.update({
+    where: { emailHash: hashToken(email.toLowerCase()) },
+    data: { lockedUntil: new Date(Date.now() - 1000) },
+  });
+
 test('five failures lock the account (429 with Retry-After, even for the right password); once the lock time has passed (moved back in the DB) the right password works and resets the counters', async () => {
   const user = await createPasswordUser();
   for (let attempt = 1; attempt <= 5; attempt++) {
@@ -192,35 +203,45 @@ test('five failures lock the account (429 with Retry-After, even for the right p
     assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
     assert.equal(cookie, '');
   }
-  const locked = await database.db.user.findUniqueOrThrow({ where: { id: user.id } });
-  assert.equal(locked.failedLoginCount, 5, 'refusals during the lock are not counted');
+  const locked = await throttleOf(user.email);
+  assert.equal(locked?.failedCount, 5, 'refusals during the lock are not counted');
 
-  await database.db.user.update({
-    where: { id: user.id },
-    data: { loginLockedUntil: new Date(Date.now() - 1000) },
-  });
+  await passLock(user.email);
   const { response } = await signIn(user.email);
   assert.equal(response.status, 200);
-  const reset = await database.db.user.findUniqueOrThrow({ where: { id: user.id } });
-  assert.equal(reset.failedLoginCount, 0);
-  assert.equal(reset.loginLockedUntil, null);
+  assert.equal(await throttleOf(user.email), null, 'a success forgets the failures');
   assert.equal(
     await database.db.auditLog.count({ where: { action: 'session.failed', targetId: user.id } }),
     7,
   );
 });
 
+test('an address with no account locks the same way, so a 429 does not tell that an account exists', async () => {
+  const known = await createPasswordUser();
+  const unknown = `nobody-${Date.now()}@example.test`;
+  const answers = async (email: string) => {
+    const statuses: number[] = [];
+    for (let attempt = 1; attempt <= 6; attempt++)
+      statuses.push((await signIn(email, 'wrong')).response.status);
+    const last = await signIn(email, 'wrong');
+    return {
+      statuses,
+      detail: last.response.body.detail,
+      retryAfter: last.response.headers.get('retry-after'),
+    };
+  };
+  const [forKnown, forUnknown] = [await answers(known.email), await answers(unknown)];
+  assert.deepEqual(forKnown.statuses, [401, 401, 401, 401, 401, 429]);
+  assert.deepEqual(forUnknown, forKnown);
+  assert.equal((await throttleOf(unknown))?.failedCount, 5);
+  assert.equal(await database.db.user.count({ where: { email: unknown } }), 0, 'no account is made for it');
+});
+
 test('each failure after a lock doubles the lock, up to an hour (lock time moved back in the DB to pass it)', async () => {
   const user = await createPasswordUser();
-  const lockSeconds = async () => {
-    const row = await database.db.user.findUniqueOrThrow({ where: { id: user.id } });
-    return Math.round(((row.loginLockedUntil?.getTime() ?? 0) - Date.now()) / 1000);
-  };
-  const passTheLock = () =>
-    database.db.user.update({
-      where: { id: user.id },
-      data: { loginLockedUntil: new Date(Date.now() - 1000) },
-    });
+  const lockSeconds = async () =>
+    Math.round((((await throttleOf(user.email))?.lockedUntil?.getTime() ?? 0) - Date.now()) / 1000);
+  const passTheLock = () => passLock(user.email);
   for (let attempt = 1; attempt <= 5; attempt++) await signIn(user.email, 'wrong');
   assert.ok(Math.abs((await lockSeconds()) - 60) <= 2);
   await passTheLock();
@@ -229,9 +250,9 @@ test('each failure after a lock doubles the lock, up to an hour (lock time moved
   const next = await signIn(user.email, PASSWORD);
   assert.ok(Math.abs(Number(next.response.headers.get('retry-after')) - 120) <= 2);
 
-  await database.db.user.update({
-    where: { id: user.id },
-    data: { failedLoginCount: 40, loginLockedUntil: new Date(Date.now() - 1000) },
+  await database.db.loginThrottle.update({
+    where: { emailHash: hashToken(user.email) },
+    data: { failedCount: 40, lockedUntil: new Date(Date.now() - 1000) },
   });
   await signIn(user.email, 'wrong');
   assert.ok(Math.abs((await lockSeconds()) - 3600) <= 2, 'capped at one hour');

@@ -56,10 +56,10 @@ const DOCUMENTED_REFUSAL_WRITES: Record<string, { statuses: number[]; tables: st
   // claim (columns outside the CustomDomain checksum, which must not change) and a
   // `domain.verify` audit row (verifyCustomDomain's description in api/openapi.yaml).
   verifyCustomDomain: { statuses: [422], tables: ['AuditLog'] },
-  // A refused password sign-in is counted on the User row (`failedLoginCount`,
-  // `loginLockedUntil`: the lockout, which answers 429) and audited as `session.failed`
-  // (api/auth/local.ts `checkPassword`, api/auth/auth.routes.ts).
-  createSession: { statuses: [401, 429], tables: ['AuditLog', 'User'] },
+  // A refused password sign-in is counted per e-mail address in LoginThrottle (the lockout,
+  // which answers 429) and audited as `session.failed` (api/auth/local.ts `checkPassword`,
+  // api/auth/auth.routes.ts).
+  createSession: { statuses: [401, 429], tables: ['AuditLog', 'LoginThrottle'] },
 };
 /**
  * A POST with a well-formed Idempotency-Key that passes validation stores its response, a
@@ -70,19 +70,20 @@ const IDEMPOTENCY_TABLE = 'IdempotencyRecord';
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 /**
- * Columns updated in place by the operations (counts alone would miss them), checksummed per
- * table. `User`'s are the sign-in lockout and the verified address. `ApiToken."lastUsedAt"` is
- * left out on purpose: every authenticated request may refresh it (api/auth/bearer.ts), refused
- * or not.
+ * Per table, each row's key and the columns updated in place (counts alone would miss them),
+ * checksummed. `User`'s is the verified address; `LoginThrottle`'s the sign-in lockout.
+ * `ApiToken."lastUsedAt"` is left out on purpose: every authenticated request may refresh it
+ * (api/auth/bearer.ts), refused or not.
  */
 const CHECKSUMS: Record<string, string> = {
-  Instance: `status::text || ':' || generation`,
-  Membership: `role::text`,
-  ApiToken: `coalesce("revokedAt"::text, '-')`,
-  Order: `status::text`,
-  Invitation: `coalesce("revokedAt"::text, '-') || coalesce("acceptedAt"::text, '-')`,
-  CustomDomain: `coalesce("verifiedAt"::text, '-')`,
-  User: `"failedLoginCount" || coalesce("loginLockedUntil"::text, '-') || coalesce("emailVerifiedAt"::text, '-')`,
+  Instance: `id || '=' || status::text || ':' || generation`,
+  Membership: `id || '=' || role::text`,
+  ApiToken: `id || '=' || coalesce("revokedAt"::text, '-')`,
+  Order: `id || '=' || status::text`,
+  Invitation: `id || '=' || coalesce("revokedAt"::text, '-') || coalesce("acceptedAt"::text, '-')`,
+  CustomDomain: `id || '=' || coalesce("verifiedAt"::text, '-')`,
+  User: `id || '=' || coalesce("emailVerifiedAt"::text, '-')`,
+  LoginThrottle: `"emailHash" || '=' || "failedCount" || coalesce("lockedUntil"::text, '-')`,
 };
 
 /** What a path id can name, from the path segment before it (or a field's name without `Id`). */
@@ -651,7 +652,7 @@ async function makeSnapshotSql(): Promise<string> {
       .filter(([table]) => tables.some(({ name }) => name === table))
       .map(
         ([table, columns]) =>
-          `select ${literal(`${table}#state`)}, (select md5(coalesce(string_agg(id::text || '=' || ${columns}, ',' order by id), '')) from public.${quote(table)})`,
+          `select ${literal(`${table}#state`)}, (select md5(coalesce(string_agg(row, ',' order by row), '')) from (select ${columns} as row from public.${quote(table)}) as rows)`,
       ),
   ];
   return `select json_object_agg(k, v)::text as snapshot from (${parts.join(' union all ')}) as t(k, v)`;
