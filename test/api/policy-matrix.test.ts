@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { findOperation, openApiDocument } from '../../api/openapi.ts';
 import { hashToken } from '../../core/crypto.ts';
 import { call, startTestApp, type TestApp } from '../support/app.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
@@ -54,6 +55,7 @@ const MISADDRESSED_INVITATION_TOKEN = 'matrix-invitation-sent-to-someone-else';
 const servers = new Map<string, string>();
 const serverOf = (route: string, caller: Caller) => servers.get(`${route}:${caller}`) as string;
 let operationId: string;
+let othersTokenId: string;
 const unpaidOrders = new Map<Caller, string>();
 
 before(async () => {
@@ -150,6 +152,8 @@ before(async () => {
   await server('restore', 'deleting');
   await server('backup', 'running');
   await server('foreign', 'running', { organizationId: foreignOrg });
+  const bystander = await createUserWithToken(database.db);
+  othersTokenId = (await database.db.apiToken.findFirstOrThrow({ where: { userId: bystander.userId } })).id;
   operationId = (
     await database.db.operation.create({
       data: { instanceId, kind: 'provision', status: 'succeeded', generation: 1 },
@@ -593,6 +597,34 @@ const ROUTES: Route[] = [
     },
   },
   {
+    name: 'create an organization (anyone signed in becomes its owner)',
+    request: (caller) => ({
+      path: '/v1/organizations',
+      body: { name: 'Matrix', slug: `matrix-${caller}-${randomUUID().slice(0, 6)}` },
+    }),
+    expected: { anonymous: 401, outsider: 201, member: 201, staff: 201 },
+  },
+  {
+    name: 'list servers (each sees their own; see below)',
+    request: () => ({ path: '/v1/instances' }),
+    expected: { anonymous: 401, outsider: 200, member: 200, staff: 200 },
+  },
+  {
+    name: 'create an API token (own)',
+    request: () => ({ path: '/v1/tokens', body: { name: 'matrix', scopes: ['instances:read'] } }),
+    expected: { anonymous: 401, outsider: 201, member: 201, staff: 201 },
+  },
+  {
+    name: "revoke someone else's API token",
+    request: () => ({ path: `/v1/tokens/${othersTokenId}`, method: 'DELETE' }),
+    expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
+  },
+  {
+    name: 'the session (a token is not a session)',
+    request: () => ({ path: '/v1/session' }),
+    expected: { anonymous: 401, outsider: 401, member: 401, staff: 401 },
+  },
+  {
     name: 'cancel an unpaid order (owner, admin, billing)',
     request: (caller) => ({ path: `/v1/orders/${unpaidOrders.get(caller)}/cancel`, method: 'POST' }),
     expected: {
@@ -607,19 +639,7 @@ const ROUTES: Route[] = [
   },
 ];
 
-describe('policy matrix', () => {
-  for (const route of ROUTES) {
-    for (const caller of CALLERS) {
-      const status = expect(caller, route.expected);
-      test(`${route.name}: ${caller} → ${status}`, async () => {
-        const { path, method, body, headers } = route.request(caller);
-        const response = await call(`${app.url}${path}`, { method, token: tokenOf(caller), body, headers });
-        assert.equal(response.status, status, JSON.stringify(response.body));
-      });
-    }
-  }
-});
-
+// Before the matrix, whose rows create organizations and tokens.
 describe('lists hold only what the caller may see', () => {
   for (const caller of CALLERS.filter((c) => c !== 'anonymous')) {
     test(`${caller}: instances and organizations`, async () => {
@@ -641,6 +661,48 @@ describe('lists hold only what the caller may see', () => {
       assert.equal(tokensList.body.data.length, 1, 'only the caller’s own token');
     });
   }
+});
+
+describe('policy matrix', () => {
+  for (const route of ROUTES) {
+    for (const caller of CALLERS) {
+      const status = expect(caller, route.expected);
+      test(`${route.name}: ${caller} → ${status}`, async () => {
+        const { path, method, body, headers } = route.request(caller);
+        const response = await call(`${app.url}${path}`, { method, token: tokenOf(caller), body, headers });
+        assert.equal(response.status, status, JSON.stringify(response.body));
+      });
+    }
+  }
+});
+
+test('the matrix covers every operation of the API that needs a caller', () => {
+  const covered = new Set(
+    ROUTES.flatMap((route) =>
+      CALLERS.map((caller) => {
+        const { path, method } = route.request(caller);
+        return findOperation(
+          method ?? (route.request(caller).body ? 'POST' : 'GET'),
+          new URL(path, 'http://x').pathname,
+        )?.operationId;
+      }),
+    ),
+  );
+  const needsCaller = Object.values(openApiDocument.paths).flatMap((item) =>
+    (['get', 'post', 'put', 'patch', 'delete'] as const).flatMap((method) => {
+      const operation = item[method];
+      const publicOperation = operation?.security?.length === 0;
+      return operation && !publicOperation ? [operation.operationId] : [];
+    }),
+  );
+  // An event stream never ends on success, so its rows (401, 404 foreign, 200 member) are in
+  // test/api/instance-events.test.ts.
+  const elsewhere = new Set(['streamInstanceEvents']);
+  assert.deepEqual(
+    needsCaller.filter((operationId) => !covered.has(operationId) && !elsewhere.has(operationId)),
+    [],
+    'operations missing from ROUTES',
+  );
 });
 
 test('members see who belongs to their organization and in which role, owners first', async () => {
