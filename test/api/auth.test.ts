@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { makeApp } from '../../api/app.ts';
+import { deleteStaleLoginThrottles } from '../../api/auth/local.ts';
 import { makeOutboxMailer, type OutboxMailer } from '../../api/auth/mailer.ts';
 import { loadConfig } from '../../core/config.ts';
 import { hashPassword, hashToken } from '../../core/crypto.ts';
@@ -486,4 +487,32 @@ test('a session holds the scopes of its role: a customer cannot approve a paymen
   });
   assert.equal(approved.status, 200);
   assert.equal(approved.body.status, 'paid');
+});
+
+test('failure counts are forgotten a day after the last attempt, unless their lock still runs', async () => {
+  const now = new Date();
+  const dayAndAMinuteAgo = new Date(now.getTime() - (24 * 60 + 1) * 60_000);
+  const row = (emailHash: string, updatedAt: Date, lockedUntil: Date | null) => ({
+    emailHash,
+    failedCount: 3,
+    updatedAt,
+    lockedUntil,
+  });
+  await database.db.loginThrottle.createMany({
+    data: [
+      row('stale', dayAndAMinuteAgo, null),
+      row('stale-lock-over', dayAndAMinuteAgo, new Date(now.getTime() - 1000)),
+      row('stale-but-locked', dayAndAMinuteAgo, new Date(now.getTime() + 60_000)),
+      row('recent', new Date(now.getTime() - 60_000), null),
+    ],
+  });
+  assert.equal(await deleteStaleLoginThrottles(database.db, now), 2);
+  const left = await database.db.loginThrottle.findMany({
+    where: { emailHash: { in: ['stale', 'stale-lock-over', 'stale-but-locked', 'recent'] } },
+    orderBy: { emailHash: 'asc' },
+  });
+  assert.deepEqual(
+    left.map((throttle) => throttle.emailHash),
+    ['recent', 'stale-but-locked'],
+  );
 });
