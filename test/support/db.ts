@@ -55,3 +55,8 @@ export async function makeEmptyDatabase(): Promise<{ url: string; release(): Pro
     },
   };
 }
+
+/** The test server's superuser URL on `database` (default `postgres`): an admin connection. */
+export function adminUrl(database = 'postgres'): string {
+  return serverUrl(database);
+}
