@@ -1,7 +1,7 @@
 import type { SecretBox } from '../core/crypto.ts';
 import type { Db, Prisma } from '../core/db.ts';
 import type { PlanLimits } from '../core/domain/catalog.ts';
-import { type InstanceStatus, transition } from '../core/domain/instance-status.ts';
+import { canTransition, type InstanceStatus, transition } from '../core/domain/instance-status.ts';
 import type { OperationKind } from '../core/generated/prisma/enums.ts';
 import type { Logger } from '../core/log.ts';
 import { parseClusterSettings } from './cluster-settings.ts';
@@ -362,6 +362,57 @@ export async function backupInstance(
       },
     });
   });
+}
+
+/** An error that no retry can mend (a refused manifest, a missing API kind): it fails the instance at once. */
+export function isPermanent(error: unknown): boolean {
+  return (error as { retryable?: unknown } | null)?.retryable === false;
+}
+
+/**
+ * Marks an instance `failed` with `reason` once its reconcile or purge cannot
+ * succeed (a permanent error, or retries spent): its running operations fail with the
+ * reason, and an Event says so. Staff retry it through the API.
+ */
+export async function markInstanceFailed(
+  deps: Pick<ReconcilerDeps, 'db' | 'log'>,
+  instanceId: string,
+  reason: string,
+): Promise<void> {
+  await deps.db.$transaction(async (tx) => {
+    await tx.$queryRaw`select 1 from "Instance" where id = ${instanceId}::uuid for update`;
+    const instance = await tx.instance.findUnique({ where: { id: instanceId }, select: { status: true } });
+    if (!instance || !canTransition(instance.status, 'failed')) return;
+    await transition(tx, instanceId, instance.status, 'failed', { statusReason: reason });
+    await tx.operation.updateMany({
+      where: { instanceId, status: 'running', kind: { not: 'backup' } },
+      data: { status: 'failed', error: reason, finishedAt: new Date() },
+    });
+    await tx.event.create({
+      data: { instanceId, type: 'instance.failed', message: `Failed: ${reason}. Staff can retry it.` },
+    });
+  });
+  deps.log.warn('instance failed', { instanceId, reason });
+}
+
+/** Marks a backup that cannot be taken as failed, with its operation; the next one may be requested. */
+export async function markBackupFailed(
+  deps: Pick<ReconcilerDeps, 'db' | 'log'>,
+  instanceId: string,
+  backupId: string,
+  reason: string,
+): Promise<void> {
+  await deps.db.$transaction(async (tx) => {
+    await tx.backup.updateMany({ where: { id: backupId, status: 'pending' }, data: { status: 'failed' } });
+    await tx.operation.updateMany({
+      where: { instanceId, kind: 'backup', status: 'running' },
+      data: { status: 'failed', error: reason, finishedAt: new Date() },
+    });
+    await tx.event.create({
+      data: { instanceId, type: 'backup.failed', message: `Backup failed: ${reason}.`, data: { backupId } },
+    });
+  });
+  deps.log.warn('backup failed', { instanceId, backupId, reason });
 }
 
 /** Picks a cluster with room left, fullest first so clusters fill before new ones are used. */

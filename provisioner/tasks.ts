@@ -1,33 +1,80 @@
-import type { Task } from 'graphile-worker';
+import type { JobHelpers, Task } from 'graphile-worker';
 import { z } from 'zod';
 import type { SecretBox } from '../core/crypto.ts';
 import type { Db } from '../core/db.ts';
 import type { Logger } from '../core/log.ts';
 import { BACKUP_TASK, PURGE_TASK, RECONCILE_TASK } from './index.ts';
-import { backupInstance, purgeInstance, reconcileInstance } from './reconciler.ts';
+import {
+  backupInstance,
+  isPermanent,
+  markBackupFailed,
+  markInstanceFailed,
+  purgeInstance,
+  type ReconcilerDeps,
+  reconcileInstance,
+} from './reconciler.ts';
 
 /** Payloads, version 1. */
 const instancePayload = z.object({ v: z.literal(1), instanceId: z.uuid() });
 const backupPayload = instancePayload.extend({ backupId: z.uuid() });
 
+/**
+ * One job: `work`, retried by the queue with its exponential backoff when it throws; a
+ * permanent error, or the last allowed attempt, calls `fail` instead, so a job never retries
+ * forever or stops without a trace.
+ */
+function job<P>(
+  deps: ReconcilerDeps,
+  schema: z.ZodType<P>,
+  work: (deps: ReconcilerDeps, payload: P) => Promise<void>,
+  fail: (deps: ReconcilerDeps, payload: P, reason: string) => Promise<void>,
+): Task {
+  return async (raw, helpers: JobHelpers) => {
+    const payload = schema.parse(raw);
+    const jobDeps = { ...deps, log: deps.log.child({ jobId: helpers.job.id }) };
+    try {
+      await work(jobDeps, payload);
+    } catch (error) {
+      const lastAttempt = helpers.job.attempts >= helpers.job.max_attempts;
+      if (!isPermanent(error) && !lastAttempt) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      await fail(
+        jobDeps,
+        payload,
+        lastAttempt ? `${message} (after ${helpers.job.attempts} attempts)` : message,
+      );
+    }
+  };
+}
+
 /** The provisioner's jobs. */
-export function provisionerTasks(deps: { db: Db; box: SecretBox; log: Logger }): Record<string, Task> {
-  const withJob = (helpers: { job: { id: string } }) => ({
-    ...deps,
-    log: deps.log.child({ jobId: helpers.job.id }),
-  });
+export function provisionerTasks(deps: {
+  db: Db;
+  box: SecretBox;
+  log: Logger;
+  targetFor?: ReconcilerDeps['targetFor'];
+}): Record<string, Task> {
+  const failInstance = (jobDeps: ReconcilerDeps, { instanceId }: { instanceId: string }, reason: string) =>
+    markInstanceFailed(jobDeps, instanceId, reason);
   return {
-    [RECONCILE_TASK]: async (payload, helpers) => {
-      const { instanceId } = instancePayload.parse(payload);
-      await reconcileInstance(withJob(helpers), instanceId);
-    },
-    [PURGE_TASK]: async (payload, helpers) => {
-      const { instanceId } = instancePayload.parse(payload);
-      await purgeInstance(withJob(helpers), instanceId);
-    },
-    [BACKUP_TASK]: async (payload, helpers) => {
-      const { instanceId, backupId } = backupPayload.parse(payload);
-      await backupInstance(withJob(helpers), instanceId, backupId);
-    },
+    [RECONCILE_TASK]: job(
+      deps,
+      instancePayload,
+      (jobDeps, { instanceId }) => reconcileInstance(jobDeps, instanceId),
+      failInstance,
+    ),
+    [PURGE_TASK]: job(
+      deps,
+      instancePayload,
+      (jobDeps, { instanceId }) => purgeInstance(jobDeps, instanceId),
+      failInstance,
+    ),
+    // A backup that cannot be taken fails alone: the server itself is fine.
+    [BACKUP_TASK]: job(
+      deps,
+      backupPayload,
+      (jobDeps, { instanceId, backupId }) => backupInstance(jobDeps, instanceId, backupId),
+      (jobDeps, { instanceId, backupId }, reason) => markBackupFailed(jobDeps, instanceId, backupId, reason),
+    ),
   };
 }

@@ -310,6 +310,38 @@ export function resumeInstance(
 }
 
 /**
+ * Staff retry a failed server: it goes back to what it was doing (provisioning, applying a
+ * change, or waiting to be purged) and the reconciler starts a fresh operation.
+ */
+export function retryInstance(
+  deps: Pick<ApiDeps, 'db'>,
+  ctx: RequestContext,
+  instanceId: string,
+  ifMatch: string | undefined,
+): Promise<number> {
+  const rule = { roles: 'staff', from: ['failed'], ifMatch: 'optional' } as const;
+  return changeInstance(deps, ctx, instanceId, ifMatch, rule, (instance) => {
+    const deleting = instance.deleteAfter !== null;
+    const neverRan = instance.observedGeneration === 0;
+    return {
+      kind: deleting ? 'delete' : neverRan ? 'provision' : 'configure',
+      status: deleting ? 'deleting' : neverRan ? 'provisioning' : 'updating',
+      statusReason: `retrying after: ${instance.statusReason ?? 'a failure'}`,
+      event: { type: 'instance.retrying', message: 'Retry requested by staff.' },
+      audit: { action: 'instance.retry', data: { reason: instance.statusReason } },
+      also: deleting
+        ? (tx) =>
+            schedulePurge(
+              tx,
+              instanceId,
+              new Date(Math.max(Date.now(), instance.deleteAfter?.getTime() ?? 0)),
+            )
+        : undefined,
+    };
+  });
+}
+
+/**
  * Deletes a server after the grace period: it stops now (scaled to zero, data kept) and the
  * purge is scheduled; until then `restoreInstance` undoes it.
  */

@@ -9,6 +9,7 @@ import {
   requestBackup,
   restoreInstance,
   resumeInstance,
+  retryInstance,
   suspendInstance,
   updateInstance,
 } from './instance-actions.ts';
@@ -30,6 +31,7 @@ type InstanceOperations =
   | 'restoreInstance'
   | 'suspendInstance'
   | 'resumeInstance'
+  | 'retryInstance'
   | 'addInstanceAddon'
   | 'removeInstanceAddon'
   | 'listBackups'
@@ -95,6 +97,10 @@ export function instancesHandlers(deps: ApiDeps): Pick<OperationHandlers, Instan
     },
     async resumeInstance(req, res, { params, headers }) {
       await resumeInstance(deps, requestContext(req), params.id, headers['If-Match']);
+      await accepted(req, res, params.id);
+    },
+    async retryInstance(req, res, { params, headers }) {
+      await retryInstance(deps, requestContext(req), params.id, headers['If-Match']);
       await accepted(req, res, params.id);
     },
     async addInstanceAddon(req, res, { params, headers, body }) {

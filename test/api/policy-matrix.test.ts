@@ -122,7 +122,7 @@ before(async () => {
   const storage = await database.db.addonType.findUniqueOrThrow({ where: { code: 'object_storage' } });
   const server = (
     route: string,
-    status: 'running' | 'suspended' | 'deleting',
+    status: 'running' | 'suspended' | 'deleting' | 'failed',
     options: { addon?: boolean; organizationId?: string } = {},
   ) =>
     Promise.all(
@@ -151,6 +151,7 @@ before(async () => {
   await server('delete', 'running');
   await server('restore', 'deleting');
   await server('backup', 'running');
+  await server('retry', 'failed');
   await server('foreign', 'running', { organizationId: foreignOrg });
   const bystander = await createUserWithToken(database.db);
   othersTokenId = (await database.db.apiToken.findFirstOrThrow({ where: { userId: bystander.userId } })).id;
@@ -555,6 +556,11 @@ const ROUTES: Route[] = [
   {
     name: 'resume a server (staff)',
     request: (caller) => ({ path: `/v1/instances/${serverOf('resume', caller)}/resume`, method: 'POST' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 202 },
+  },
+  {
+    name: 'retry a failed server (staff)',
+    request: (caller) => ({ path: `/v1/instances/${serverOf('retry', caller)}/retry`, method: 'POST' }),
     expected: { anonymous: 401, outsider: 403, member: 403, staff: 202 },
   },
   {
