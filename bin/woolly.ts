@@ -12,6 +12,7 @@ import { type EmbeddedDatabase, makePool, makePrisma, migrate, startEmbeddedPost
 import { type Logger, makeLogger } from '../core/log.ts';
 import { seedCatalog } from '../core/seed.ts';
 import { startWorker } from '../core/worker.ts';
+import { PROVISIONER_CRONTAB } from '../provisioner/index.ts';
 import { provisionerTasks } from '../provisioner/tasks.ts';
 
 /** Stops the process with one clear line; no stack trace for a mistake the user can fix. */
@@ -99,7 +100,7 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
       concurrency: config.workerConcurrency,
       log,
       tasks: { ...provisionerTasks({ db, box, log }), ...api.tasks },
-      crontab: api.crontab,
+      crontab: [api.crontab, PROVISIONER_CRONTAB].join('\n'),
     });
     releases.push(() => worker.release());
   }

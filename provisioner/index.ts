@@ -3,6 +3,10 @@ import { execute, type SqlClient, type Statement } from '../core/db.ts';
 export const RECONCILE_TASK = 'instance:reconcile';
 export const PURGE_TASK = 'instance:purge';
 export const BACKUP_TASK = 'instance:backup';
+export const RESYNC_TASK = 'fleet:resync';
+
+/** The provisioner's periodic jobs: the fleet resync every five minutes. */
+export const PROVISIONER_CRONTAB = `*/5 * * * * ${RESYNC_TASK}`;
 
 /**
  * Queues a reconcile of the instance in the caller's transaction, so the job exists exactly
@@ -17,6 +21,26 @@ export function reconcileJobStatement(instanceId: string): Statement {
              queue_name := $3::text, job_key := $2::text, max_attempts := 10)`,
     values: [RECONCILE_TASK, instanceId, `instance:${instanceId}`],
   };
+}
+
+/**
+ * The periodic safety net: queues a reconcile for every instance whose desired state is not
+ * yet applied (provisioning or updating, or a suspended or deleting one with a newer
+ * generation), so a lost job, a crashed worker or a dropped notification never leaves one
+ * stuck. A reconcile already queued keeps its time (`preserve_run_at`), so a retry waiting
+ * out its backoff is not hurried. Returns how many were queued or kept.
+ */
+export async function enqueueUnsettledReconciles(client: SqlClient): Promise<number> {
+  return execute(client, {
+    name: 'job-resync',
+    text: `select graphile_worker.add_job($1::text, json_build_object('v', 1, 'instanceId', id::text),
+             queue_name := 'instance:' || id::text, job_key := id::text, job_key_mode := 'preserve_run_at',
+             max_attempts := 10)
+             from "Instance"
+            where status in ('provisioning', 'updating')
+               or (status in ('suspended', 'deleting') and "observedGeneration" < generation)`,
+    values: [RECONCILE_TASK],
+  });
 }
 
 /** Queues a reconcile of the instance (`reconcileJobStatement`) on `client`. */

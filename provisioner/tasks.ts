@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { SecretBox } from '../core/crypto.ts';
 import type { Db } from '../core/db.ts';
 import type { Logger } from '../core/log.ts';
-import { BACKUP_TASK, PURGE_TASK, RECONCILE_TASK } from './index.ts';
+import { BACKUP_TASK, enqueueUnsettledReconciles, PURGE_TASK, RECONCILE_TASK, RESYNC_TASK } from './index.ts';
 import {
   backupInstance,
   isPermanent,
@@ -69,6 +69,10 @@ export function provisionerTasks(deps: {
       (jobDeps, { instanceId }) => purgeInstance(jobDeps, instanceId),
       failInstance,
     ),
+    [RESYNC_TASK]: async () => {
+      const queued = await enqueueUnsettledReconciles(deps.db);
+      deps.log.info('fleet resync', { queued });
+    },
     // A backup that cannot be taken fails alone: the server itself is fine.
     [BACKUP_TASK]: job(
       deps,
