@@ -1,4 +1,5 @@
 #!/usr/bin/env -S node --import tsx
+import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -12,6 +13,7 @@ import { type EmbeddedDatabase, makePool, makePrisma, migrate, startEmbeddedPost
 import { type Logger, makeLogger } from '../core/log.ts';
 import { seedCatalog } from '../core/seed.ts';
 import { startWorker } from '../core/worker.ts';
+import { ClusterRegistrationError, listClusters, registerCluster } from '../provisioner/clusters.ts';
 import { PROVISIONER_CRONTAB } from '../provisioner/index.ts';
 import { provisionerTasks } from '../provisioner/tasks.ts';
 
@@ -180,6 +182,68 @@ program
     await db.$disconnect();
     await database.embedded?.release();
     console.log('catalog seeded');
+  });
+
+const cluster = program.command('cluster').description('the Kubernetes clusters servers are placed on');
+cluster
+  .command('add <name>')
+  .description('register a cluster: its kubeconfig and database admin URL are sealed with the master key')
+  .requiredOption('--region <region>', 'where it runs, e.g. eu-central')
+  .requiredOption('--capacity <servers>', 'how many servers it may hold', (value) => Number(value))
+  .requiredOption('--kubeconfig <file>', 'kubeconfig of the provisioner’s service account')
+  .requiredOption(
+    '--database-admin-url-file <file>',
+    'file holding the postgres:// URL of a CREATEROLE, CREATEDB role',
+  )
+  .option('--settings <file>', 'JSON of the shared services (database host, SMTP, ingress class, issuer)')
+  .action(async (name: string, options: Record<string, string | number>) => {
+    const { config, log } = boot();
+    const read = (file: string) =>
+      readFile(String(file), 'utf8').catch((error: NodeJS.ErrnoException) =>
+        fail(`cannot read ${file}: ${error.code}`),
+      );
+    const input = {
+      name,
+      region: String(options.region),
+      capacity: Number(options.capacity),
+      kubeconfig: await read(String(options.kubeconfig)),
+      databaseAdminUrl: (await read(String(options.databaseAdminUrlFile))).trim(),
+      settings: options.settings
+        ? await read(String(options.settings)).then((text) => {
+            try {
+              return JSON.parse(text) as unknown;
+            } catch {
+              return fail(`${options.settings} is not JSON`);
+            }
+          })
+        : undefined,
+    };
+    const database = await openDatabase(config, log, true);
+    const db = makePrisma(database.url);
+    try {
+      const box = makeSecretBox(await masterKeys(config, log));
+      await registerCluster(db, box, input);
+      console.log(`cluster ${name} registered (${input.region}, room for ${input.capacity} servers)`);
+    } catch (error) {
+      if (error instanceof ClusterRegistrationError) fail(error.message);
+      throw error;
+    } finally {
+      await db.$disconnect();
+      await database.embedded?.release();
+    }
+  });
+cluster
+  .command('list')
+  .description('clusters with their region and how full they are')
+  .action(async () => {
+    const { config, log } = boot();
+    const database = await openDatabase(config, log, true);
+    const db = makePrisma(database.url);
+    for (const row of await listClusters(db)) {
+      console.log(`${row.name}\t${row.target}\t${row.region}\t${row.servers}/${row.capacity}`);
+    }
+    await db.$disconnect();
+    await database.embedded?.release();
   });
 
 await program

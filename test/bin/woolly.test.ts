@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
@@ -82,4 +84,46 @@ test('an unknown command is one clear line', async () => {
   const result = await woolly(['provision-everything'], {});
   assert.notEqual(result.code, 0);
   assert.match(result.stderr, /unknown command 'provision-everything'/);
+});
+
+test('cluster add registers a cluster from files and cluster list shows it; a bad kubeconfig is one line', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'woolly-cluster-'));
+  try {
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    const adminUrl = path.join(dir, 'admin-url');
+    await writeFile(
+      kubeconfig,
+      [
+        'current-context: w',
+        'clusters: [{ name: c, cluster: { server: "https://10.1.0.1:6443" } }]',
+        'users: [{ name: u, user: { token: t } }]',
+        'contexts: [{ name: w, context: { cluster: c, user: u } }]',
+      ].join('\n'),
+    );
+    await writeFile(adminUrl, 'postgresql://admin:secret-admin-pw@10.1.0.5/postgres\n');
+    const env = {
+      DATABASE_URL: database.url,
+      WOOLLY_MASTER_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
+    };
+    const common = ['--region', 'eu-west', '--capacity', '12', '--database-admin-url-file', adminUrl];
+    const added = await woolly(['cluster', 'add', 'ams1', ...common, '--kubeconfig', kubeconfig], env);
+    assert.equal(added.code, 0, added.stderr);
+    assert.equal(added.stdout.trim(), 'cluster ams1 registered (eu-west, room for 12 servers)');
+    assert.ok(!added.stdout.includes('secret-admin-pw') && !added.stderr.includes('secret-admin-pw'));
+
+    const listed = await woolly(['cluster', 'list'], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.ok(listed.stdout.split('\n').includes('ams1\tkubernetes\teu-west\t0/12'), listed.stdout);
+
+    await writeFile(kubeconfig, 'current-context: nowhere\n');
+    const refused = await woolly(['cluster', 'add', 'ams2', ...common, '--kubeconfig', kubeconfig], env);
+    assert.equal(refused.code, 2);
+    assert.equal(
+      refused.stderr.trim().split('\n').at(-1),
+      'woolly: the kubeconfig has no current-context naming a cluster and a user',
+    );
+    assert.equal(await database.db.cluster.count({ where: { name: 'ams2' } }), 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

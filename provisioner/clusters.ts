@@ -1,0 +1,135 @@
+import { parse as parseYaml } from 'yaml';
+import type { SecretBox } from '../core/crypto.ts';
+import { type Db, isUniqueViolation } from '../core/db.ts';
+import { clusterSettingsSchema } from './cluster-settings.ts';
+
+/**
+ * The cluster registry: Kubernetes clusters Woolly places servers on, with their region,
+ * capacity and shared services. The kubeconfig and the database admin URL are sealed in
+ * SecretRecord (instance-less rows) and referenced from the Cluster row.
+ */
+
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export interface ClusterRegistration {
+  name: string;
+  region: string;
+  capacity: number;
+  kubeconfig: string;
+  databaseAdminUrl: string;
+  /** Shared services (cluster-settings.ts); defaults where left out. */
+  settings?: unknown;
+}
+
+/** A refusal that names what to fix; the CLI prints it as its one line. */
+export class ClusterRegistrationError extends Error {}
+
+const secretContext = (clusterId: string, name: string) => `cluster:${clusterId}:${name}`;
+
+/** Checks that `text` is a kubeconfig with a current context that names a cluster and a user. */
+function checkKubeconfig(text: string): void {
+  let config: {
+    'current-context'?: string;
+    contexts?: { name?: string; context?: { cluster?: string; user?: string } }[];
+    clusters?: { name?: string; cluster?: { server?: string } }[];
+  };
+  try {
+    config = parseYaml(text) ?? {};
+  } catch {
+    throw new ClusterRegistrationError('the kubeconfig is not valid YAML');
+  }
+  const current = config.contexts?.find((context) => context.name === config['current-context']);
+  if (!current?.context?.cluster || !current.context.user) {
+    throw new ClusterRegistrationError('the kubeconfig has no current-context naming a cluster and a user');
+  }
+  const server = config.clusters?.find((cluster) => cluster.name === current.context?.cluster)?.cluster
+    ?.server;
+  if (!server?.startsWith('https://')) {
+    throw new ClusterRegistrationError('the kubeconfig’s current cluster has no https:// server');
+  }
+}
+
+/** Registers a Kubernetes cluster; its secrets are sealed before they are stored. */
+export async function registerCluster(
+  db: Db,
+  box: SecretBox,
+  input: ClusterRegistration,
+): Promise<{ id: string }> {
+  if (!NAME.test(input.name)) {
+    throw new ClusterRegistrationError(`cluster name "${input.name}" must be a DNS label (a-z, 0-9, -)`);
+  }
+  if (!input.region.trim()) throw new ClusterRegistrationError('a region is required');
+  if (!Number.isInteger(input.capacity) || input.capacity < 1) {
+    throw new ClusterRegistrationError(`capacity must be a whole number of servers, at least 1`);
+  }
+  checkKubeconfig(input.kubeconfig);
+  if (!/^postgres(ql)?:\/\//.test(input.databaseAdminUrl)) {
+    throw new ClusterRegistrationError('the database admin URL must be a postgres:// URL');
+  }
+  const settings = clusterSettingsSchema.safeParse(input.settings ?? {});
+  if (!settings.success) {
+    throw new ClusterRegistrationError(
+      `cluster settings are invalid: ${settings.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`).join('; ')}`,
+    );
+  }
+  try {
+    return await db.$transaction(async (tx) => {
+      const cluster = await tx.cluster.create({
+        data: {
+          name: input.name,
+          target: 'kubernetes',
+          region: input.region.trim(),
+          capacity: input.capacity,
+          settings: settings.data,
+        },
+      });
+      const seal = (name: string, value: string) =>
+        tx.secretRecord.create({
+          data: { name: `cluster:${name}`, ...box.seal(value, secretContext(cluster.id, name)) },
+        });
+      const kubeconfig = await seal('kubeconfig', input.kubeconfig);
+      const databaseAdmin = await seal('database-admin-url', input.databaseAdminUrl);
+      await tx.cluster.update({
+        where: { id: cluster.id },
+        data: { kubeconfigSecretId: kubeconfig.id, databaseAdminSecretId: databaseAdmin.id },
+      });
+      return { id: cluster.id };
+    });
+  } catch (error) {
+    if (isUniqueViolation(error))
+      throw new ClusterRegistrationError(`a cluster named "${input.name}" exists`);
+    throw error;
+  }
+}
+
+/** The opened secrets of a registered cluster, for its target and database steps. */
+export async function openClusterSecrets(
+  db: Db,
+  box: SecretBox,
+  cluster: { id: string; kubeconfigSecretId: string | null; databaseAdminSecretId: string | null },
+): Promise<{ kubeconfig: string; databaseAdminUrl: string }> {
+  const open = async (secretId: string | null, name: string) => {
+    if (!secretId) throw new Error(`cluster ${cluster.id} has no ${name}`);
+    const record = await db.secretRecord.findUniqueOrThrow({ where: { id: secretId } });
+    return box.open(record, secretContext(cluster.id, name));
+  };
+  return {
+    kubeconfig: await open(cluster.kubeconfigSecretId, 'kubeconfig'),
+    databaseAdminUrl: await open(cluster.databaseAdminSecretId, 'database-admin-url'),
+  };
+}
+
+/** Every cluster with the servers on it (deleted ones do not count against capacity). */
+export async function listClusters(db: Db) {
+  const clusters = await db.cluster.findMany({
+    include: { _count: { select: { instances: { where: { status: { not: 'deleted' } } } } } },
+    orderBy: { name: 'asc' },
+  });
+  return clusters.map((cluster) => ({
+    name: cluster.name,
+    target: cluster.target,
+    region: cluster.region,
+    capacity: cluster.capacity,
+    servers: cluster._count.instances,
+  }));
+}
