@@ -1,0 +1,361 @@
+/**
+ * The Kubernetes adapter: applies an instance's objects to a real cluster with server-side apply
+ * and prunes what is no longer rendered. Only this file talks to `@kubernetes/client-node`.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AbortError,
+  ApiException,
+  FetchError,
+  HttpMethod,
+  KubeConfig,
+  type KubernetesObject,
+  KubernetesObjectApi,
+  PatchStrategy,
+} from '@kubernetes/client-node';
+import { type KubeObject, namespaceFor } from '../manifests/render-instance.ts';
+import type { ClusterTarget } from './target.ts';
+
+/** The field manager Woolly's applies are recorded under in `metadata.managedFields`. */
+export const FIELD_MANAGER = 'woolly';
+
+/**
+ * The labels `instanceLabels` in render-instance.ts puts on every object of an instance; prune
+ * and remove only ever touch objects that carry both.
+ */
+const PART_OF_LABEL = 'app.kubernetes.io/part-of';
+const INSTANCE_ID_LABEL = 'woolly.dev/instance-id';
+
+/** An API group, version and kind, e.g. `{ apiVersion: 'apps/v1', kind: 'Deployment' }`. */
+export interface KindRef {
+  apiVersion: string;
+  kind: string;
+}
+
+/** Every namespaced kind `renderInstanceManifests` and `renderInstanceSecret` can produce. */
+export const INSTANCE_KINDS: readonly KindRef[] = [
+  { apiVersion: 'v1', kind: 'Secret' },
+  { apiVersion: 'v1', kind: 'ResourceQuota' },
+  { apiVersion: 'v1', kind: 'LimitRange' },
+  { apiVersion: 'v1', kind: 'ConfigMap' },
+  { apiVersion: 'v1', kind: 'Service' },
+  { apiVersion: 'v1', kind: 'PersistentVolumeClaim' },
+  { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy' },
+  { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress' },
+  { apiVersion: 'apps/v1', kind: 'Deployment' },
+  { apiVersion: 'batch/v1', kind: 'Job' },
+  { apiVersion: 'batch/v1', kind: 'CronJob' },
+  { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' },
+  { apiVersion: 'cert-manager.io/v1', kind: 'Certificate' },
+];
+
+export interface KubernetesTargetOptions {
+  /** Kinds pruned and counted per instance; defaults to `INSTANCE_KINDS`. */
+  kinds?: readonly KindRef[];
+  /** How long `remove` waits for the namespace to be gone or Terminating (default 60 s). */
+  removeTimeoutMs?: number;
+}
+
+function resolveOptions(options: KubernetesTargetOptions) {
+  return {
+    kinds: options.kinds ?? INSTANCE_KINDS,
+    removeTimeoutMs: options.removeTimeoutMs ?? 60_000,
+    pollIntervalMs: 250,
+  };
+}
+
+/**
+ * A Kubernetes API call that failed. `retryable` says whether the same call may succeed later
+ * (conflicts, throttling, server and network errors); a refused object or a missing API kind
+ * never will. The message keeps the server's own message, never the request body, and any
+ * Secret value in it is replaced.
+ */
+export class KubernetesApiError extends Error {
+  override name = 'KubernetesApiError';
+  /** HTTP status, or `undefined` when no response arrived (network error). */
+  readonly status: number | undefined;
+  /** The Status `reason` (`Invalid`, `Conflict`, `NotFound`…), `NotServed` for a missing kind, `Network`. */
+  readonly reason: string;
+  readonly retryable: boolean;
+
+  constructor(message: string, options: { status: number | undefined; reason: string; retryable: boolean }) {
+    super(message);
+    this.status = options.status;
+    this.reason = options.reason;
+    this.retryable = options.retryable;
+  }
+}
+
+const REDACTED = '[redacted]';
+
+/** The values of every Secret among `objects`, raw and base64, to be kept out of messages. */
+function secretValuesOf(objects: readonly KubeObject[]): string[] {
+  const values = new Set<string>();
+  for (const object of objects) {
+    if (object.kind !== 'Secret') continue;
+    for (const field of ['data', 'stringData'] as const) {
+      for (const value of Object.values((object[field] ?? {}) as Record<string, string>)) {
+        if (!value) continue;
+        values.add(value);
+        values.add(field === 'data' ? Buffer.from(value, 'base64').toString('utf8') : toBase64(value));
+      }
+    }
+  }
+  // Longest first, so a value containing another is replaced whole.
+  return [...values].filter(Boolean).sort((a, b) => b.length - a.length);
+}
+
+const toBase64 = (value: string) => Buffer.from(value, 'utf8').toString('base64');
+
+function redactValues(message: string, secrets: readonly string[]): string {
+  return secrets.reduce((text, secret) => text.replaceAll(secret, REDACTED), message);
+}
+
+const describe = (object: { kind: string; metadata: { name: string; namespace?: string } }) =>
+  `${object.kind} ${object.metadata.namespace ? `${object.metadata.namespace}/` : ''}${object.metadata.name}`;
+
+/** The server's Status message from an ApiException body (a JSON string in client-node 1.4). */
+function statusOf(body: unknown): { message?: string; reason?: string } {
+  if (typeof body !== 'string') return {};
+  try {
+    const parsed = JSON.parse(body) as { message?: unknown; reason?: unknown };
+    return {
+      ...(typeof parsed.message === 'string' ? { message: parsed.message } : {}),
+      ...(typeof parsed.reason === 'string' ? { reason: parsed.reason } : {}),
+    };
+  } catch {
+    // Not a Status (a proxy's HTML page, say): its text is no server message worth keeping.
+    return {};
+  }
+}
+
+/**
+ * Maps anything a client-node call threw to a KubernetesApiError. The ApiException itself is
+ * not kept as `cause`: its message carries the whole response body and headers.
+ */
+function toKubernetesError(error: unknown, action: string, secrets: readonly string[]): unknown {
+  if (error instanceof KubernetesApiError) return error;
+  if (error instanceof ApiException) {
+    const status = error.code;
+    const server = statusOf(error.body);
+    // 409: a conflicting write or an object being deleted; 429: throttled; 5xx: the server's trouble.
+    const retryable = status === 409 || status === 429 || status >= 500;
+    const text = server.message ?? `HTTP ${status}`;
+    return new KubernetesApiError(
+      redactValues(`${action}: ${status} ${server.reason ?? ''}: ${text}`, secrets),
+      {
+        status,
+        reason: server.reason ?? `HTTP${status}`,
+        retryable,
+      },
+    );
+  }
+  if (error instanceof FetchError || error instanceof AbortError) {
+    // No response: the server may be restarting or the network briefly down.
+    return new KubernetesApiError(redactValues(`${action}: network error: ${error.message}`, secrets), {
+      status: undefined,
+      reason: 'Network',
+      retryable: true,
+    });
+  }
+  return error;
+}
+
+function notServed(kind: KindRef, detail: string): KubernetesApiError {
+  const group = kind.apiVersion.includes('/') ? kind.apiVersion.split('/')[0] : 'core';
+  return new KubernetesApiError(
+    `the cluster does not serve kind ${kind.kind} of API group ${group} (${kind.apiVersion}): ${detail}; install its CRD (e.g. cert-manager for cert-manager.io)`,
+    { status: 404, reason: 'NotServed', retryable: false },
+  );
+}
+
+/**
+ * KubernetesObjectApi with two additions. client-node 1.4's `patch` serialises the body through
+ * its typed models, which silently drop fields whose model name differs from the JSON name
+ * (`NetworkPolicy` `from`, `LimitRange` `default`): an apply without `from` would open a
+ * NetworkPolicy to everyone. So `apply` sends the object as JSON, exactly as given. And
+ * `findResource` exposes the discovery lookup, so a missing kind is told apart from a missing object.
+ */
+class ObjectApi extends KubernetesObjectApi {
+  /** The API resource for `kind`, `undefined` when the cluster does not serve it. */
+  async findResource(kind: KindRef): Promise<{ namespaced: boolean } | undefined> {
+    try {
+      return await this.resource(kind.apiVersion, kind.kind);
+    } catch (error) {
+      // Discovery answers 404 for a group/version no one serves (e.g. no cert-manager CRDs).
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async apply(body: KubernetesObject): Promise<KubernetesObject> {
+    const path = await this.specUriPath(body, 'patch');
+    const request = this.configuration.baseServer.makeRequestContext(path, HttpMethod.PATCH);
+    request.setHeaderParam('Accept', 'application/json');
+    request.setHeaderParam('Content-Type', PatchStrategy.ServerSideApply);
+    request.setQueryParam('fieldManager', FIELD_MANAGER);
+    // Woolly owns these objects outright: a field someone else changed (kubectl edit, another
+    // controller) is taken back rather than failing the apply with a conflict.
+    request.setQueryParam('force', 'true');
+    request.setBody(JSON.stringify(body));
+    return this.requestPromise(request);
+  }
+}
+
+/** Server-set metadata: sending it makes an apply fail (managedFields) or race (resourceVersion, uid). */
+const SERVER_SET_METADATA = [
+  'managedFields',
+  'resourceVersion',
+  'uid',
+  'creationTimestamp',
+  'generation',
+  'selfLink',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+] as const;
+
+/** The apply body: only fields Woolly owns, never `status` or server-set metadata. */
+function toApplyBody(object: KubeObject): KubernetesObject {
+  const { status: _status, ...rest } = structuredClone(object);
+  const metadata: Record<string, unknown> = { ...rest.metadata };
+  for (const key of SERVER_SET_METADATA) delete metadata[key];
+  return { ...rest, metadata } as KubernetesObject;
+}
+
+const keyOf = (object: { apiVersion?: string; kind?: string; metadata?: { name?: string } }) =>
+  `${object.apiVersion}/${object.kind}/${object.metadata?.name}`;
+
+/**
+ * A ClusterTarget on a real cluster. Each instance lives in its own namespace
+ * (`namespaceFor(instanceId)`); every object must be that Namespace or lie in it.
+ */
+export function makeKubernetesTarget(
+  kubeconfigYaml: string,
+  options: KubernetesTargetOptions = {},
+): ClusterTarget {
+  const config = resolveOptions(options);
+  const kc = new KubeConfig();
+  kc.loadFromString(kubeconfigYaml);
+  const api = kc.makeApiClient(ObjectApi);
+  const selectorFor = (instanceId: string) => `${PART_OF_LABEL}=woolly,${INSTANCE_ID_LABEL}=${instanceId}`;
+
+  /** The instance's objects of every served kind in `config.kinds`, found by label. */
+  async function listInstanceObjects(instanceId: string, namespace: string): Promise<KubernetesObject[]> {
+    const found: KubernetesObject[] = [];
+    for (const kind of config.kinds) {
+      const action = `list ${kind.kind} in ${namespace}`;
+      try {
+        // A kind the cluster does not serve has no objects to prune or count.
+        if (!(await api.findResource(kind))) continue;
+        const list = await api.list(
+          kind.apiVersion,
+          kind.kind,
+          namespace,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          selectorFor(instanceId),
+        );
+        found.push(...list.items.map((item) => ({ ...item, apiVersion: kind.apiVersion, kind: kind.kind })));
+      } catch (error) {
+        throw toKubernetesError(error, action, []);
+      }
+    }
+    return found;
+  }
+
+  return {
+    dryRun: false,
+    async apply(instanceId, _generation, objects) {
+      const namespace = namespaceFor(instanceId);
+      const secrets = secretValuesOf(objects);
+      for (const object of objects) {
+        const inNamespace =
+          object.kind === 'Namespace'
+            ? object.metadata.name === namespace
+            : object.metadata.namespace === namespace;
+        if (!inNamespace) {
+          throw new KubernetesApiError(
+            `${describe(object)} is outside the instance's namespace ${namespace}: it would never be pruned`,
+            { status: undefined, reason: 'OutsideNamespace', retryable: false },
+          );
+        }
+      }
+
+      for (const object of objects) {
+        const action = `apply ${describe(object)}`;
+        try {
+          if (!(await api.findResource(object))) {
+            throw notServed(object, `cannot apply ${describe(object)}`);
+          }
+          await api.apply(toApplyBody(object));
+        } catch (error) {
+          throw toKubernetesError(error, action, secrets);
+        }
+      }
+
+      const applied = new Set(objects.map(keyOf));
+      const stale = (await listInstanceObjects(instanceId, namespace)).filter(
+        (object) => !applied.has(keyOf(object)),
+      );
+      for (const object of stale) {
+        const ref = { kind: object.kind ?? '', metadata: { name: object.metadata?.name ?? '', namespace } };
+        try {
+          // Background: a pruned Job or Deployment takes its pods with it.
+          await api.delete(object, undefined, undefined, undefined, undefined, 'Background');
+        } catch (error) {
+          // Already gone (deleted meanwhile): that is what pruning wanted.
+          if (error instanceof ApiException && error.code === 404) continue;
+          throw toKubernetesError(error, `prune ${describe(ref)}`, secrets);
+        }
+      }
+      return { applied: objects.length, pruned: stale.length };
+    },
+
+    async remove(instanceId) {
+      const namespace = namespaceFor(instanceId);
+      const header = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } };
+      const readNamespace = async (): Promise<KubernetesObject | undefined> => {
+        try {
+          return await api.read(header);
+        } catch (error) {
+          if (error instanceof ApiException && error.code === 404) return undefined;
+          throw toKubernetesError(error, `read Namespace ${namespace}`, []);
+        }
+      };
+
+      const existing = await readNamespace();
+      if (!existing) return { removed: 0 };
+      if (existing.metadata?.labels?.[INSTANCE_ID_LABEL] !== instanceId) {
+        throw new KubernetesApiError(
+          `Namespace ${namespace} is not labelled ${INSTANCE_ID_LABEL}=${instanceId}: refusing to delete it`,
+          { status: undefined, reason: 'NotOwned', retryable: false },
+        );
+      }
+      const removed = (await listInstanceObjects(instanceId, namespace)).length + 1;
+      try {
+        await api.delete(header);
+      } catch (error) {
+        if (!(error instanceof ApiException && error.code === 404)) {
+          throw toKubernetesError(error, `delete Namespace ${namespace}`, []);
+        }
+      }
+
+      // The namespace controller empties a Terminating namespace on its own; the deletion is
+      // accepted once the server marks it so.
+      const deadline = Date.now() + config.removeTimeoutMs;
+      for (;;) {
+        const current = await readNamespace();
+        if (!current || current.metadata?.deletionTimestamp) return { removed };
+        if (Date.now() > deadline) {
+          throw new KubernetesApiError(
+            `Namespace ${namespace} is neither gone nor Terminating ${config.removeTimeoutMs} ms after its deletion`,
+            { status: undefined, reason: 'Timeout', retryable: true },
+          );
+        }
+        await sleep(config.pollIntervalMs);
+      }
+    },
+  };
+}
