@@ -5,9 +5,12 @@ import { canTransition, type InstanceStatus, transition } from '../core/domain/i
 import type { OperationKind } from '../core/generated/prisma/enums.ts';
 import type { Logger } from '../core/log.ts';
 import { parseClusterSettings } from './cluster-settings.ts';
+import { openClusterSecrets } from './clusters.ts';
+import { dropInstanceDatabase, ensureInstanceDatabase } from './database.ts';
 import { namespaceFor, renderInstanceManifests, renderInstanceSecret } from './manifests/render-instance.ts';
 import { ensureInstanceSecrets } from './secrets.ts';
 import { makeDryRunTarget } from './targets/dry-run.target.ts';
+import { makeKubernetesTarget } from './targets/kubernetes.target.ts';
 import type { ClusterTarget } from './targets/target.ts';
 
 export interface ReconcilerDeps {
@@ -92,8 +95,35 @@ async function stepRunner(deps: ReconcilerDeps, instanceId: string, operationId:
   };
 }
 
-const targetOf = (deps: ReconcilerDeps, cluster: { target: string }) =>
-  (deps.targetFor ?? (() => makeDryRunTarget(deps.db)))(cluster);
+type ClusterRow = {
+  id: string;
+  target: string;
+  kubeconfigSecretId: string | null;
+  databaseAdminSecretId: string | null;
+};
+
+/**
+ * How to reach a cluster: its target, and for a real one the admin URL of its PostgreSQL
+ * server (null on the dry-run target, where no database is made).
+ */
+async function connect(
+  deps: ReconcilerDeps,
+  cluster: ClusterRow,
+): Promise<{ target: ClusterTarget; databaseAdminUrl: string | null }> {
+  if (cluster.target !== 'kubernetes') {
+    return { target: deps.targetFor?.(cluster) ?? makeDryRunTarget(deps.db), databaseAdminUrl: null };
+  }
+  const secrets = await openClusterSecrets(deps.db, deps.box, cluster);
+  return {
+    target: deps.targetFor?.(cluster) ?? makeKubernetesTarget(secrets.kubeconfig),
+    databaseAdminUrl: secrets.databaseAdminUrl,
+  };
+}
+
+/** Still rolling out: the queue retries with backoff until the workloads run the new spec. */
+class RolloutPending extends Error {
+  readonly retryable = true;
+}
 
 /**
  * Brings one instance to its desired state. Level-triggered: it reads the instance, runs the
@@ -142,7 +172,7 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
   });
   const cluster = placed.cluster;
   if (!cluster) throw new Error('instance has no cluster after placement');
-  const target = targetOf(deps, cluster);
+  const { target, databaseAdminUrl } = await connect(deps, cluster);
   const settings = parseClusterSettings(cluster.settings);
   const namespace = namespaceFor(instanceId);
   const databaseName = namespace.replaceAll('-', '_');
@@ -160,13 +190,21 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
     };
   });
   await step('database', async () => {
-    if (target.dryRun) {
+    if (!databaseAdminUrl) {
       return {
         outcome: 'skipped',
         detail: `dry-run: would create role and database ${databaseName} on ${settings.databaseHost}`,
       };
     }
-    throw new Error('creating databases on a real cluster is not available yet');
+    const made = await ensureInstanceDatabase(databaseAdminUrl, {
+      name: databaseName,
+      password: (await loadSecrets()).values.DB_PASS,
+      connectionLimit: (instance.plan.limits as unknown as PlanLimits).dbConnections,
+    });
+    return {
+      outcome: 'succeeded',
+      detail: `${made.createdDatabase ? 'created' : 'kept'} database and ${made.createdRole ? 'created' : 'updated'} role ${databaseName}`,
+    };
   });
   await step('apply-manifests', async () => {
     const addons = new Set(instance.addons.map((addon) => addon.addonType.code));
@@ -212,11 +250,17 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
       detail: `applied ${result.applied} objects${scaledDown ? ' scaled to zero' : ''}, pruned ${result.pruned}${pending.length > 0 ? `; add-ons not yet wired: ${pending.join(', ')}` : ''}`,
     };
   });
-  await step('rollout', async () =>
-    target.dryRun
-      ? { outcome: 'skipped', detail: 'dry-run: no workloads run, so there is no rollout to wait for' }
-      : Promise.reject(new Error('rollout on a real cluster is not available yet')),
-  );
+  await step('rollout', async () => {
+    if (target.dryRun) {
+      return { outcome: 'skipped', detail: 'dry-run: no workloads run, so there is no rollout to wait for' };
+    }
+    const rollout = await target.rollout(instanceId);
+    if (!rollout.done) throw new RolloutPending(`rolling out: ${rollout.waiting.join('; ')}`);
+    return {
+      outcome: 'succeeded',
+      detail: scaledDown ? 'scaled to zero' : 'every workload runs the new spec',
+    };
+  });
 
   const outcome = await db.$transaction(async (tx) => {
     await tx.$queryRaw`select 1 from "Instance" where id = ${instanceId}::uuid for update`;
@@ -284,7 +328,8 @@ export async function purgeInstance(deps: ReconcilerDeps, instanceId: string): P
   }
   const operation = await currentOperation(db, instanceId, instance.generation, 'delete');
   const step = await stepRunner(deps, instanceId, operation.id);
-  const target = instance.cluster ? targetOf(deps, instance.cluster) : null;
+  const connection = instance.cluster ? await connect(deps, instance.cluster) : null;
+  const target = connection?.target ?? null;
 
   await step('final-backup', () => takeBackup(target));
   await step('remove-objects', async () => {
@@ -293,8 +338,11 @@ export async function purgeInstance(deps: ReconcilerDeps, instanceId: string): P
     return { outcome: 'succeeded', detail: `removed ${removed} objects` };
   });
   await step('database', async () => {
-    if (!target || target.dryRun) return { outcome: 'skipped', detail: 'dry-run: no database was created' };
-    throw new Error('dropping databases on a real cluster is not available yet');
+    if (!connection?.databaseAdminUrl)
+      return { outcome: 'skipped', detail: 'dry-run: no database was created' };
+    const name = namespaceFor(instanceId).replaceAll('-', '_');
+    await dropInstanceDatabase(connection.databaseAdminUrl, name);
+    return { outcome: 'succeeded', detail: `dropped database and role ${name}` };
   });
   await step('secrets', async () => {
     const { count } = await db.secretRecord.deleteMany({ where: { instanceId } });
@@ -327,7 +375,8 @@ export async function purgeInstance(deps: ReconcilerDeps, instanceId: string): P
 /** Backs up an instance's database and media; on the dry-run target there is nothing to back up. */
 async function takeBackup(target: ClusterTarget | null): Promise<StepResult> {
   if (!target || target.dryRun) return { outcome: 'skipped', detail: 'dry-run: no data exists to back up' };
-  throw new Error('backups on a real cluster are not available yet');
+  // Permanent, so it fails at once for staff to see, rather than retrying what cannot work.
+  throw Object.assign(new Error('backups on a real cluster are not built yet'), { retryable: false });
 }
 
 /** Takes the backup `backupId` of an instance. */
@@ -345,7 +394,7 @@ export async function backupInstance(
   });
   const operation = await currentOperation(db, instanceId, instance.generation, 'backup');
   const step = await stepRunner(deps, instanceId, operation.id);
-  const target = instance.cluster ? targetOf(deps, instance.cluster) : null;
+  const target = instance.cluster ? (await connect(deps, instance.cluster)).target : null;
   await step('backup', () => takeBackup(target));
   await db.$transaction(async (tx) => {
     await tx.backup.update({ where: { id: backupId }, data: { status: 'skipped', completedAt: new Date() } });
@@ -415,14 +464,20 @@ export async function markBackupFailed(
   deps.log.warn('backup failed', { instanceId, backupId, reason });
 }
 
-/** Picks a cluster with room left, fullest first so clusters fill before new ones are used. */
+/**
+ * Picks a cluster with room left, fullest first so clusters fill before new ones are used.
+ * Once any real cluster is registered, the dry-run cluster is never chosen: a paying server
+ * must not end up rendered into a store because the real clusters are full.
+ */
 async function placeInstance(db: Db, instanceId: string) {
   return db.$transaction(async (tx) => {
     const clusters = await tx.cluster.findMany({
       include: { _count: { select: { instances: { where: { status: { not: 'deleted' } } } } } },
       orderBy: { name: 'asc' },
     });
+    const real = clusters.some((cluster) => cluster.target === 'kubernetes');
     const withRoom = clusters
+      .filter((cluster) => !real || cluster.target === 'kubernetes')
       .filter((cluster) => cluster._count.instances < cluster.capacity)
       .sort((a, b) => b._count.instances - a._count.instances);
     const cluster = withRoom[0];

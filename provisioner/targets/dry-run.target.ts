@@ -47,6 +47,10 @@ export function makeDryRunTarget(db: Db): ClusterTarget {
         return { applied: objects.length, pruned: pruned.count };
       });
     },
+    async rollout() {
+      // Nothing runs in the dry-run store, so there is nothing to wait for.
+      return { done: true, waiting: [] };
+    },
     async remove(instanceId) {
       const { count } = await db.dryRunObject.deleteMany({ where: { instanceId } });
       return { removed: count };

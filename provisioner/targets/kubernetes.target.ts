@@ -240,9 +240,13 @@ export function makeKubernetesTarget(
   const selectorFor = (instanceId: string) => `${PART_OF_LABEL}=woolly,${INSTANCE_ID_LABEL}=${instanceId}`;
 
   /** The instance's objects of every served kind in `config.kinds`, found by label. */
-  async function listInstanceObjects(instanceId: string, namespace: string): Promise<KubernetesObject[]> {
+  async function listInstanceObjects(
+    instanceId: string,
+    namespace: string,
+    kinds: readonly KindRef[] = config.kinds,
+  ): Promise<KubernetesObject[]> {
     const found: KubernetesObject[] = [];
-    for (const kind of config.kinds) {
+    for (const kind of kinds) {
       const action = `list ${kind.kind} in ${namespace}`;
       try {
         // A kind the cluster does not serve has no objects to prune or count.
@@ -311,6 +315,30 @@ export function makeKubernetesTarget(
         }
       }
       return { applied: objects.length, pruned: stale.length };
+    },
+
+    async rollout(instanceId) {
+      const namespace = namespaceFor(instanceId);
+      const deployments = await listInstanceObjects(instanceId, namespace, [
+        { apiVersion: 'apps/v1', kind: 'Deployment' },
+      ]);
+      const waiting = deployments.flatMap((object) => {
+        const deployment = object as KubernetesObject & {
+          spec?: { replicas?: number };
+          status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number };
+        };
+        const want = deployment.spec?.replicas ?? 1;
+        const status = deployment.status ?? {};
+        const seen = (status.observedGeneration ?? 0) >= (deployment.metadata?.generation ?? 0);
+        const ready =
+          seen && (status.updatedReplicas ?? 0) >= want && (status.availableReplicas ?? 0) >= want;
+        return ready
+          ? []
+          : [
+              `${deployment.metadata?.name} ${status.availableReplicas ?? 0}/${want} available${seen ? '' : ', new spec not yet seen'}`,
+            ];
+      });
+      return { done: waiting.length === 0, waiting };
     },
 
     async remove(instanceId) {

@@ -15,4 +15,9 @@ export interface ClusterTarget {
   ): Promise<{ applied: number; pruned: number }>;
   /** Removes every object of the instance (its namespace and all in it). */
   remove(instanceId: string): Promise<{ removed: number }>;
+  /**
+   * Whether the instance's workloads run what was last applied: every Deployment has seen its
+   * latest spec and has all its replicas updated and available. `waiting` names the rest.
+   */
+  rollout(instanceId: string): Promise<{ done: boolean; waiting: string[] }>;
 }

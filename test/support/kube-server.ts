@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 /**
  * A real Kubernetes API server for tests: etcd plus kube-apiserver, built from Go modules by
  * test/support/kube/build.sh into a cache outside the repo (see test/support/kube/README.md).
@@ -317,5 +318,85 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
   } catch (error) {
     await release();
     throw error;
+  }
+}
+
+/** A raw call to the test API server as its admin (no client library in between). */
+export function kubeRequest(
+  server: KubeApiServer,
+  method: string,
+  path: string,
+  body?: unknown,
+  contentType = 'application/json',
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const outgoing = https.request(
+      `${server.url}${path}`,
+      {
+        method,
+        ca: server.caCert,
+        headers: {
+          authorization: `Bearer ${server.adminToken}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': contentType }),
+        },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          text += chunk;
+        });
+        response.on('end', () => {
+          // Discovery of an unserved group answers a plain-text 404.
+          const json = response.headers['content-type']?.startsWith('application/json');
+          resolve({ status: response.statusCode ?? 0, body: json ? JSON.parse(text) : { text } });
+        });
+      },
+    );
+    outgoing.on('error', reject);
+    outgoing.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+/**
+ * Installs a minimal cert-manager `Certificate` CRD (any fields accepted), as a cluster with
+ * cert-manager has, and waits until it is served.
+ */
+export async function installCertificateCrd(server: KubeApiServer): Promise<void> {
+  const created = await kubeRequest(
+    server,
+    'POST',
+    '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+    {
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: 'certificates.cert-manager.io' },
+      spec: {
+        group: 'cert-manager.io',
+        scope: 'Namespaced',
+        names: {
+          plural: 'certificates',
+          singular: 'certificate',
+          kind: 'Certificate',
+          listKind: 'CertificateList',
+        },
+        versions: [
+          {
+            name: 'v1',
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+          },
+        ],
+      },
+    },
+  );
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  // The CRD is served once kube-apiserver's own establishing controller has run.
+  const deadline = Date.now() + 30_000;
+  while ((await kubeRequest(server, 'GET', '/apis/cert-manager.io/v1')).status !== 200) {
+    assert.ok(Date.now() < deadline, 'cert-manager.io/v1 served within 30 s');
+    await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }

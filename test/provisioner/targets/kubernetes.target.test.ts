@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { inspect } from 'node:util';
 import { PLAN_CATALOG } from '../../../core/domain/catalog.ts';
@@ -17,7 +16,13 @@ import {
   makeKubernetesTarget,
 } from '../../../provisioner/targets/kubernetes.target.ts';
 import type { ClusterTarget } from '../../../provisioner/targets/target.ts';
-import { type KubeApiServer, kubeBinaries, startKubeApiServer } from '../../support/kube-server.ts';
+import {
+  installCertificateCrd,
+  type KubeApiServer,
+  kubeBinaries,
+  kubeRequest,
+  startKubeApiServer,
+} from '../../support/kube-server.ts';
 
 function missingBinaries(): string | undefined {
   try {
@@ -96,42 +101,6 @@ function renderAll(input: InstanceRenderInput, values: SecretValues = makeSecret
   return [namespace, secret, ...rest];
 }
 
-function request(
-  method: string,
-  path: string,
-  body?: unknown,
-  contentType = 'application/json',
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const outgoing = https.request(
-      `${server.url}${path}`,
-      {
-        method,
-        ca: server.caCert,
-        headers: {
-          authorization: `Bearer ${server.adminToken}`,
-          accept: 'application/json',
-          ...(body === undefined ? {} : { 'content-type': contentType }),
-        },
-      },
-      (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => {
-          text += chunk;
-        });
-        response.on('end', () => {
-          // Discovery of an unserved group answers a plain-text 404.
-          const json = response.headers['content-type']?.startsWith('application/json');
-          resolve({ status: response.statusCode ?? 0, body: json ? JSON.parse(text) : { text } });
-        });
-      },
-    );
-    outgoing.on('error', reject);
-    outgoing.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
-
 const plural = (kind: string) => {
   const lower = kind.toLowerCase();
   if (lower.endsWith('y')) return `${lower.slice(0, -1)}ies`;
@@ -162,7 +131,7 @@ interface StoredObject {
 }
 
 async function read(object: KubeObject): Promise<StoredObject> {
-  const response = await request('GET', pathOf(object));
+  const response = await kubeRequest(server, 'GET', pathOf(object));
   assert.equal(
     response.status,
     200,
@@ -176,39 +145,6 @@ const find = (objects: KubeObject[], kind: string, name: string) => {
   assert.ok(object, `${kind} ${name} is rendered`);
   return object;
 };
-
-async function installCertificateCrd(): Promise<void> {
-  const created = await request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: 'certificates.cert-manager.io' },
-    spec: {
-      group: 'cert-manager.io',
-      scope: 'Namespaced',
-      names: {
-        plural: 'certificates',
-        singular: 'certificate',
-        kind: 'Certificate',
-        listKind: 'CertificateList',
-      },
-      versions: [
-        {
-          name: 'v1',
-          served: true,
-          storage: true,
-          schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-        },
-      ],
-    },
-  });
-  assert.equal(created.status, 201, JSON.stringify(created.body));
-  // The CRD is served once kube-apiserver's own establishing controller has run.
-  const deadline = Date.now() + 30_000;
-  while ((await request('GET', '/apis/cert-manager.io/v1')).status !== 200) {
-    assert.ok(Date.now() < deadline, 'cert-manager.io/v1 served within 30 s');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 async function rejectionOf(promise: Promise<unknown>): Promise<KubernetesApiError> {
   const error = await promise.then(
@@ -254,7 +190,7 @@ describe('without cert-manager installed', { skip }, () => {
 });
 
 describe('with the Certificate CRD installed', { skip }, () => {
-  before(installCertificateCrd, { timeout: 60_000 });
+  before(() => installCertificateCrd(server), { timeout: 60_000 });
 
   it('applies every object, owned by field manager woolly, with every field the renderer set', async () => {
     const { instanceId, objects, values } = makeInstance();
@@ -304,7 +240,7 @@ describe('with the Certificate CRD installed', { skip }, () => {
     await target.apply(instanceId, 1, instance.objects);
     const budget = find(instance.objects, 'PodDisruptionBudget', 'web');
     const foreign = (name: string, labels: Record<string, string>) =>
-      request('POST', `/api/v1/namespaces/${namespace}/configmaps`, {
+      kubeRequest(server, 'POST', `/api/v1/namespaces/${namespace}/configmaps`, {
         apiVersion: 'v1',
         kind: 'ConfigMap',
         metadata: { name, namespace, labels },
@@ -327,13 +263,16 @@ describe('with the Certificate CRD installed', { skip }, () => {
       find(instance.objects, 'Job', 'db-post-migrate-1'),
     ]) {
       assert.equal(
-        (await request('GET', pathOf(gone))).status,
+        (await kubeRequest(server, 'GET', pathOf(gone))).status,
         404,
         `${gone.kind} ${gone.metadata.name} is pruned`,
       );
     }
     for (const name of ['hand-made', 'other-instance']) {
-      assert.equal((await request('GET', `/api/v1/namespaces/${namespace}/configmaps/${name}`)).status, 200);
+      assert.equal(
+        (await kubeRequest(server, 'GET', `/api/v1/namespaces/${namespace}/configmaps/${name}`)).status,
+        200,
+      );
     }
     const web = (await read(find(suspended, 'Deployment', 'web'))).spec as { replicas: number };
     assert.equal(web.replicas, 0);
@@ -344,7 +283,8 @@ describe('with the Certificate CRD installed', { skip }, () => {
     await target.apply(instanceId, 1, objects);
     const web = find(objects, 'Deployment', 'web');
     const rendered = (web.spec as { replicas: number }).replicas;
-    const theirs = await request(
+    const theirs = await kubeRequest(
+      server,
       'PATCH',
       `${pathOf(web)}?fieldManager=someone-else&force=true`,
       { apiVersion: 'apps/v1', kind: 'Deployment', metadata: web.metadata, spec: { replicas: rendered + 3 } },
@@ -404,7 +344,7 @@ describe('with the Certificate CRD installed', { skip }, () => {
     await target.apply(instanceId, 1, objects);
     assert.deepEqual(await target.remove(instanceId), { removed: objects.length });
     // No namespace controller runs here, so the namespace stays Terminating rather than vanishing.
-    const stored = await request('GET', `/api/v1/namespaces/${namespace}`);
+    const stored = await kubeRequest(server, 'GET', `/api/v1/namespaces/${namespace}`);
     if (stored.status !== 404) {
       const namespaceObject = stored.body as unknown as StoredObject;
       assert.ok(namespaceObject.metadata.deletionTimestamp);
