@@ -126,9 +126,15 @@ describe('provisioning onto a real API server and database', { skip }, () => {
         ['rollout', 'failed'],
       ],
     );
+    const placed = await database.db.instance.findUniqueOrThrow({
+      where: { id: instanceId },
+      include: { cluster: true },
+    });
+    assert.equal(placed.status, 'provisioning');
     assert.equal(
-      (await database.db.instance.findUniqueOrThrow({ where: { id: instanceId } })).status,
-      'provisioning',
+      placed.cluster?.name,
+      'test-apiserver',
+      'a real cluster, though the dry-run one has room too',
     );
   });
 
