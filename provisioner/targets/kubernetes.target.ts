@@ -300,8 +300,10 @@ export function makeKubernetesTarget(
       }
 
       const applied = new Set(objects.map(keyOf));
+      // Jobs are never pruned: a new generation renames the migration Jobs, and deleting the
+      // old one could kill a migration still running. Finished Jobs go by their own TTL.
       const stale = (await listInstanceObjects(instanceId, namespace)).filter(
-        (object) => !applied.has(keyOf(object)),
+        (object) => !applied.has(keyOf(object)) && object.kind !== 'Job',
       );
       for (const object of stale) {
         const ref = { kind: object.kind ?? '', metadata: { name: object.metadata?.name ?? '', namespace } };
