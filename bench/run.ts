@@ -18,6 +18,7 @@ import { makeApiToken, makeSecretBox } from '../core/crypto.ts';
 import { makePool, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
 import { makeLogger } from '../core/log.ts';
 import { seedCatalog } from '../core/seed.ts';
+import { enqueueUnsettledReconciles } from '../provisioner/index.ts';
 import { reconcileInstance } from '../provisioner/reconciler.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
@@ -231,7 +232,107 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
   };
 }
 
-const benches: Record<string, (databaseUrl: string) => Promise<Record<string, unknown>>> = { api: benchApi };
+/**
+ * The provisioner's own cost: provisioning onto the dry-run target (every step but the
+ * cluster's work: rendering, sealing secrets, recording steps, storing ~25 objects), next to
+ * a baseline that only writes the same objects in one multi-row insert per server; and a
+ * fleet resync over servers that are all settled.
+ */
+async function benchReconcile(databaseUrl: string): Promise<Record<string, unknown>> {
+  const db = makePrisma(databaseUrl);
+  await seedCatalog(db);
+  const pool = makePool(databaseUrl);
+  const count = Number(process.env.BENCH_INSTANCES ?? 200);
+  const fleet = Number(process.env.BENCH_FLEET ?? 1000);
+  const user = await db.user.create({ data: { email: `bench-${Date.now()}@example.test` } });
+  const org = await db.organization.create({
+    data: {
+      name: 'Bench',
+      slug: `bench-r-${Date.now()}`,
+      memberships: { create: { userId: user.id, role: 'owner' } },
+    },
+  });
+  const plan = await db.plan.findUniqueOrThrow({ where: { code: 'community' } });
+  const make = (prefix: string, n: number, status: 'provisioning' | 'running') =>
+    db.instance.createManyAndReturn({
+      data: Array.from({ length: n }, (_, i) => ({
+        organizationId: org.id,
+        planId: plan.id,
+        domain: `${prefix}-${i}-${Date.now()}.woolly.test`,
+        mastodonVersion: 'v4.5.11',
+        status,
+        spec: {},
+        observedGeneration: status === 'running' ? 1 : 0,
+      })),
+      select: { id: true },
+    });
+  const config = loadConfig({
+    WOOLLY_MASTER_KEYS: `b:${Buffer.alloc(32).toString('base64')}`,
+    LOG_LEVEL: 'warn',
+  });
+  const deps = {
+    db,
+    box: makeSecretBox(config.masterKeys),
+    log: makeLogger(config, new PassThrough().resume()),
+  };
+
+  const measureEach = async (ids: { id: string }[], work: (id: string) => Promise<unknown>) => {
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    for (const { id } of ids) await work(id);
+    const used = process.cpuUsage(cpu);
+    return {
+      servers: ids.length,
+      wallMsPerServer: +((performance.now() - started) / ids.length).toFixed(2),
+      cpuMsPerServer: +((used.user + used.system) / 1000 / ids.length).toFixed(2),
+    };
+  };
+
+  const provisioned = await measureEach(await make('r', count, 'provisioning'), (id) =>
+    reconcileInstance(deps, id),
+  );
+  const objects = await db.dryRunObject.count();
+  const manifests = (
+    await db.dryRunObject.findMany({ take: objects / count, select: { manifest: true } })
+  ).map((row) => JSON.stringify(row.manifest));
+  const baseline = await measureEach(await make('b', count, 'running'), (id) =>
+    pool.query(
+      `insert into "DryRunObject" (id, "instanceId", "apiVersion", kind, name, manifest, generation)
+       select gen_random_uuid(), $1::uuid, 'v1', 'ConfigMap', 'o' || n, m::jsonb, 1
+         from unnest($2::text[]) with ordinality as t(m, n)`,
+      [id, manifests],
+    ),
+  );
+
+  await make('settled', fleet, 'running');
+  const resyncStarted = performance.now();
+  const queued = await enqueueUnsettledReconciles(db);
+  const resyncMs = performance.now() - resyncStarted;
+  const settled = await db.instance.findMany({
+    where: { status: 'running' },
+    select: { id: true },
+    take: fleet,
+  });
+  const noop = await measureEach(settled, (id) => reconcileInstance(deps, id));
+
+  await pool.end();
+  await db.$disconnect();
+  const results = {
+    provision: { ...provisioned, objectsPerServer: objects / count },
+    baselineInsertSameObjects: baseline,
+    resync: { fleet: settled.length, queued, msToFindUnsettled: +resyncMs.toFixed(1), noopReconcile: noop },
+  };
+  console.log(JSON.stringify(results, null, 2));
+  return {
+    results,
+    ratios: { provisionWallVsBaseline: +(provisioned.wallMsPerServer / baseline.wallMsPerServer).toFixed(1) },
+  };
+}
+
+const benches: Record<string, (databaseUrl: string) => Promise<Record<string, unknown>>> = {
+  api: benchApi,
+  reconcile: benchReconcile,
+};
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(benches);
 const unknown = names.filter((name) => !benches[name]);
 if (unknown.length > 0) {
