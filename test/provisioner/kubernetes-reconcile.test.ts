@@ -1,8 +1,9 @@
 /**
- * The reconciler on a real cluster: a registered cluster whose kubeconfig points at the tests'
- * real kube-apiserver and whose database admin URL is the tests' real PostgreSQL server. No
- * kubelet or controller runs here, so where a Deployment controller would report a finished
- * rollout, the test writes that status itself (and says so).
+ * An order placed through the API, provisioned on a real cluster: a registered cluster whose
+ * kubeconfig points at the tests' real kube-apiserver and whose database admin URL is the
+ * tests' real PostgreSQL server. The reconciler runs here as the worker would run its job.
+ * No kubelet or controller runs here, so where a Deployment controller would report a
+ * finished rollout, the test writes that status itself (and says so).
  */
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
@@ -15,6 +16,7 @@ import { dropInstanceDatabase } from '../../provisioner/database.ts';
 import { namespaceFor } from '../../provisioner/manifests/render-instance.ts';
 import { purgeInstance, reconcileInstance } from '../../provisioner/reconciler.ts';
 import { ensureInstanceSecrets } from '../../provisioner/secrets.ts';
+import { call, startTestApp, type TestApp } from '../support/app.ts';
 import { adminUrl, makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
 import {
@@ -43,6 +45,8 @@ const box = makeSecretBox([makeMasterKey('kube')]);
 const log = makeLogger({ log: { level: 'error', format: 'json' } }, new PassThrough().resume());
 const deps = () => ({ db: database.db, box, log });
 let instanceId: string;
+let app: TestApp;
+let staffToken: string;
 
 before(
   async () => {
@@ -57,27 +61,24 @@ before(
       kubeconfig: server.kubeconfigYaml,
       databaseAdminUrl: adminUrl(),
     });
+    // The order comes in through the API, as a customer's would; staff orders are paid at once.
+    app = await startTestApp(database);
     const { userId } = await createUserWithToken(database.db);
     const organizationId = await createOrganization(database.db, userId);
-    const plan = await database.db.plan.findUniqueOrThrow({ where: { code: 'community' } });
-    instanceId = (
-      await database.db.instance.create({
-        data: {
-          organizationId,
-          planId: plan.id,
-          domain: 'real.woolly.test',
-          mastodonVersion: 'v4.5.11',
-          status: 'provisioning',
-          spec: {},
-        },
-      })
-    ).id;
+    staffToken = (await createUserWithToken(database.db, { staffRole: 'ops' })).token;
+    const placed = await call(`${app.url}/v1/orders`, {
+      token: staffToken,
+      body: { organizationId, plan: 'community', domain: 'real.woolly.test' },
+    });
+    assert.equal(placed.status, 201, JSON.stringify(placed.body));
+    instanceId = placed.body.instanceId;
   },
   { timeout: 120_000 },
 );
 
 after(async () => {
   if (instanceId) await dropInstanceDatabase(adminUrl(), namespaceFor(instanceId).replaceAll('-', '_'));
+  await app?.release();
   await database?.release();
   await server?.release();
 });
@@ -164,9 +165,11 @@ describe('provisioning onto a real API server and database', { skip }, () => {
       assert.equal(patched.status, 200, JSON.stringify(patched.body));
     }
     await reconcileInstance(deps(), instanceId);
-    const instance = await database.db.instance.findUniqueOrThrow({ where: { id: instanceId } });
+    const { body: instance } = await call(`${app.url}/v1/instances/${instanceId}`, { token: staffToken });
     assert.equal(instance.status, 'running');
+    assert.equal(instance.dryRun, false);
     assert.equal(instance.statusReason, null, 'really running, not in dry-run');
+    assert.equal(instance.cluster.name, 'test-apiserver');
     assert.equal(instance.observedGeneration, instance.generation);
     const recorded = await steps();
     assert.deepEqual(recorded.at(-1)?.slice(0, 2), ['rollout', 'succeeded']);
