@@ -29,6 +29,14 @@ function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   return { createdAt, id: id as string };
 }
 
+/** `{ data, nextCursor }` of rows fetched with one extra row, whose presence means another page. */
+function pageJson(rows: { json: string; createdAt: Date; id: string }[], limit: number): string {
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  const nextCursor = rows.length > limit && last ? JSON.stringify(encodeCursor(last)) : 'null';
+  return `{"data":[${page.map((row) => row.json).join(',')}],"nextCursor":${nextCursor}}`;
+}
+
 /** A page of the instances the actor may see, newest first, as `{ data, nextCursor }` JSON. */
 export async function listInstancesPageJson(
   deps: Pick<ApiDeps, 'pool'>,
@@ -52,10 +60,7 @@ export async function listInstancesPageJson(
     limit: limit + 1,
     after: query.cursor ? decodeCursor(query.cursor) : undefined,
   });
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  const nextCursor = rows.length > limit && last ? JSON.stringify(encodeCursor(last)) : 'null';
-  return `{"data":[${page.map((row) => row.json).join(',')}],"nextCursor":${nextCursor}}`;
+  return pageJson(rows, limit);
 }
 
 /** One instance with its latest operations, steps and events, as JSON, and its ETag. */
@@ -93,10 +98,7 @@ export async function listOperationsPageJson(
     after: query.cursor ? decodeCursor(query.cursor) : undefined,
   });
   if (rows === null) throw new AppError('not_found', `No instance ${id}.`);
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
-  const nextCursor = rows.length > limit && last ? JSON.stringify(encodeCursor(last)) : 'null';
-  return `{"data":[${page.map((row) => row.json).join(',')}],"nextCursor":${nextCursor}}`;
+  return pageJson(rows, limit);
 }
 
 /** One operation with its steps, as JSON. */

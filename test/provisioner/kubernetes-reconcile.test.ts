@@ -22,22 +22,13 @@ import { createOrganization, createUserWithToken } from '../support/factories.ts
 import {
   installCertificateCrd,
   type KubeApiServer,
-  kubeBinaries,
   kubeRequest,
+  kubeSkipReason,
   startKubeApiServer,
 } from '../support/kube-server.ts';
 
-function missingBinaries(): string | undefined {
-  try {
-    kubeBinaries();
-    return undefined;
-  } catch (error) {
-    return (error as Error).message;
-  }
-}
 // Without the binaries, skip locally (naming build.sh); under CI=true, fail.
-const missing = missingBinaries();
-const skip = missing && process.env.CI !== 'true' ? missing : false;
+const skip = kubeSkipReason();
 
 let server: KubeApiServer;
 let database: TestDatabase;

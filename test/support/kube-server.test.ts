@@ -6,20 +6,10 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { kubeBinaries, startKubeApiServer } from './kube-server.ts';
-
-function missingBinaries(): string | undefined {
-  try {
-    kubeBinaries();
-    return undefined;
-  } catch (error) {
-    return (error as Error).message;
-  }
-}
+import { kubeSkipReason, startKubeApiServer } from './kube-server.ts';
 
 // Without the binaries, skip locally (naming build.sh); under CI=true, fail.
-const missing = missingBinaries();
-const skip = missing && process.env.CI !== 'true' ? missing : false;
+const skip = kubeSkipReason();
 
 function kubectl(kubeconfig: string, args: string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
