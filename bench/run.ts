@@ -118,7 +118,7 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
       domain: `bench-${i}-${Date.now()}.woolly.test`,
       mastodonVersion: 'v4.5.11',
       status: 'running' as const,
-      spec: { addons: [] },
+      spec: {},
     })),
   });
 
@@ -131,7 +131,7 @@ async function benchApi(databaseUrl: string): Promise<Record<string, unknown>> {
       domain: `detail-${Date.now()}.woolly.test`,
       mastodonVersion: 'v4.5.11',
       status: 'provisioning',
-      spec: { addons: [] },
+      spec: {},
     },
   });
   const config = loadConfig({

@@ -39,8 +39,8 @@ const CHANGEABLE: readonly InstanceStatus[] = ['running', 'updating', 'suspended
 const afterChange = (status: InstanceStatus): InstanceStatus =>
   status === 'suspended' ? 'suspended' : 'updating';
 
+/** The instance's `spec` column; its add-ons are the InstanceAddon rows, not kept here twice. */
 interface InstanceSpec {
-  addons?: string[];
   suspended?: boolean;
   suspendReason?: string | null;
 }
@@ -228,11 +228,9 @@ export function addInstanceAddon(
         ],
       });
     }
-    const addons = [...codes, code].sort();
     return {
       kind: 'configure',
       status: afterChange(instance.status),
-      data: { spec: { ...specOf(instance), addons } },
       event: { type: 'instance.updating', message: `Add-on ${addonType.name} requested.` },
       audit: { action: 'instance.addon.add', data: { code } },
       also: async (tx) => {
@@ -257,12 +255,6 @@ export function removeInstanceAddon(
     return {
       kind: 'configure',
       status: afterChange(instance.status),
-      data: {
-        spec: {
-          ...specOf(instance),
-          addons: instance.addons.map((a) => a.addonType.code).filter((c) => c !== code),
-        },
-      },
       event: { type: 'instance.updating', message: `Removal of add-on ${addon.addonType.name} requested.` },
       audit: { action: 'instance.addon.remove', data: { code } },
       also: async (tx) => {

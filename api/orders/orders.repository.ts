@@ -81,7 +81,7 @@ export function orderInsertStatements(order: {
       text: `insert into "Instance" (id, "organizationId", "planId", domain, "mastodonVersion", status, spec,
                                      "createdAt", "updatedAt")
              values ($1::uuid, $2::uuid, $3::uuid, $4::text, $5::text, $6::"InstanceStatus",
-                     json_build_object('addons', $7::text[]), $8::timestamptz, $8::timestamptz)
+                     '{}'::jsonb, $7::timestamptz, $7::timestamptz)
              returning 1`,
       values: [
         order.instanceId,
@@ -90,7 +90,6 @@ export function orderInsertStatements(order: {
         order.domain,
         order.mastodonVersion,
         order.paid ? 'provisioning' : 'pending_payment',
-        order.addonCodes,
         order.at,
       ],
     },
