@@ -43,6 +43,24 @@ export async function enqueueUnsettledReconciles(client: SqlClient): Promise<num
   });
 }
 
+/**
+ * Queues the instance's next look at the cluster, `delayMs` from now, while a step waits on it
+ * (a rollout, a migration). A reconcile queued meanwhile for a change keeps its earlier time.
+ */
+export async function requeueReconcile(
+  client: SqlClient,
+  instanceId: string,
+  delayMs: number,
+): Promise<void> {
+  await execute(client, {
+    name: 'job-requeue',
+    text: `select graphile_worker.add_job($1::text, json_build_object('v', 1, 'instanceId', $2::text),
+             queue_name := $3::text, run_at := now() + $4::int * interval '1 millisecond',
+             job_key := $2::text, job_key_mode := 'preserve_run_at', max_attempts := 10)`,
+    values: [RECONCILE_TASK, instanceId, `instance:${instanceId}`, delayMs],
+  });
+}
+
 /** Queues a reconcile of the instance (`reconcileJobStatement`) on `client`. */
 export async function enqueueReconcile(client: SqlClient, instanceId: string): Promise<void> {
   await execute(client, reconcileJobStatement(instanceId));

@@ -7,7 +7,13 @@ import type { Logger } from '../core/log.ts';
 import { parseClusterSettings } from './cluster-settings.ts';
 import { openClusterSecrets } from './clusters.ts';
 import { dropInstanceDatabase, ensureInstanceDatabase } from './database.ts';
-import { namespaceFor, renderInstanceManifests, renderInstanceSecret } from './manifests/render-instance.ts';
+import {
+  type ApplyPhase,
+  applyPhaseOf,
+  namespaceFor,
+  renderInstanceManifests,
+  renderInstanceSecret,
+} from './manifests/render-instance.ts';
 import { ensureInstanceSecrets } from './secrets.ts';
 import { makeDryRunTarget } from './targets/dry-run.target.ts';
 import { makeKubernetesTarget } from './targets/kubernetes.target.ts';
@@ -71,8 +77,18 @@ async function stepRunner(deps: ReconcilerDeps, instanceId: string, operationId:
   );
   return async (name, run) => {
     if (done.has(name)) return;
-    const attempt = (await db.operationStep.count({ where: { operationId, name } })) + 1;
-    const row = await db.operationStep.create({ data: { operationId, name, outcome: 'running', attempt } });
+    // A step left running (still waiting, or its worker died) carries on in the same row.
+    const row =
+      (await db.operationStep.findFirst({ where: { operationId, name, outcome: 'running' } })) ??
+      (await db.operationStep.create({
+        data: {
+          operationId,
+          name,
+          outcome: 'running',
+          attempt: (await db.operationStep.count({ where: { operationId, name } })) + 1,
+        },
+      }));
+    const attempt = row.attempt;
     try {
       const result = await run();
       await db.operationStep.update({
@@ -80,7 +96,17 @@ async function stepRunner(deps: ReconcilerDeps, instanceId: string, operationId:
         data: { outcome: result.outcome, detail: result.detail ?? null, finishedAt: new Date() },
       });
       log.info('step done', { step: name, outcome: result.outcome, attempt });
-    } catch (error) {
+    } catch (caught) {
+      let error = caught;
+      if (error instanceof Waiting) {
+        const waited = Date.now() - row.startedAt.getTime();
+        if (waited <= (WAIT_LIMIT_MS[name] ?? DEFAULT_WAIT_LIMIT_MS)) {
+          await db.operationStep.update({ where: { id: row.id }, data: { detail: error.message } });
+          log.info('step waiting', { step: name, detail: error.message });
+          throw error;
+        }
+        error = permanent(`gave up after ${Math.round(waited / 60_000)} min: ${error.message}`);
+      }
       const message = error instanceof Error ? error.message : String(error);
       await db.operationStep.update({
         where: { id: row.id },
@@ -120,10 +146,31 @@ async function connect(
   };
 }
 
-/** Still rolling out: the queue retries with backoff until the workloads run the new spec. */
-class RolloutPending extends Error {
+/**
+ * A step waits on the cluster (a rollout, a migration Job): not a failure. The reconcile ends
+ * and is queued again shortly; the step keeps its row and its start time, and gives up once it
+ * has waited longer than its limit.
+ */
+export class Waiting extends Error {
+  override name = 'Waiting';
   readonly retryable = true;
 }
+
+/** How long a step may wait on the cluster before the instance fails. */
+const WAIT_LIMIT_MS: Record<string, number> = {
+  'pre-migrate': 6 * 3_600_000,
+  rollout: 3_600_000,
+  'post-migrate': 6 * 3_600_000,
+  'owner-account': 1_800_000,
+};
+
+const DEFAULT_WAIT_LIMIT_MS = 3_600_000;
+
+/** An error no retry can mend: it fails the instance at once (see `isPermanent`). */
+const permanent = (message: string) => Object.assign(new Error(message), { retryable: false });
+
+/** What a reconcile came to: done, or waiting on the cluster and to be run again. */
+export type ReconcileResult = { state: 'done' } | { state: 'waiting'; detail: string };
 
 /**
  * Brings one instance to its desired state. Level-triggered: it reads the instance, runs the
@@ -132,7 +179,24 @@ class RolloutPending extends Error {
  * When done, the instance's `observedGeneration` is the generation rendered and its status
  * follows from the spec: `running`, or `suspended`; a deleting instance stays deleting.
  */
-export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string): Promise<void> {
+export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string): Promise<ReconcileResult> {
+  try {
+    await reconcile(deps, instanceId);
+    return { state: 'done' };
+  } catch (error) {
+    if (error instanceof Waiting) return { state: 'waiting', detail: error.message };
+    throw error;
+  }
+}
+
+/**
+ * The reconcile itself. On a real cluster the objects go in phases, as Mastodon's upgrade
+ * procedure asks: config and the pre-deployment migration (which must finish first), then the
+ * workloads and their rollout, then the post-deployment migration, and on a new server the
+ * owner's account; objects no longer rendered are pruned last. The dry-run target gets the
+ * same objects in the same steps; the waits are skipped, as nothing runs there.
+ */
+async function reconcile(deps: ReconcilerDeps, instanceId: string): Promise<void> {
   const { db } = deps;
   const instance = await db.instance.findUnique({
     where: { id: instanceId },
@@ -206,48 +270,71 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
       detail: `${made.createdDatabase ? 'created' : 'kept'} database and ${made.createdRole ? 'created' : 'updated'} role ${databaseName}`,
     };
   });
-  await step('apply-manifests', async () => {
-    const addons = new Set(instance.addons.map((addon) => addon.addonType.code));
-    const objects = renderInstanceManifests({
-      instanceId,
-      domain: instance.domain,
-      mastodonVersion: instance.mastodonVersion,
-      flavor: instance.flavor === 'glitch' ? 'glitch' : 'vanilla',
-      planCode: instance.plan.code,
-      limits: instance.plan.limits as unknown as PlanLimits,
-      generation,
-      secretName: SECRET_NAME,
-      database: {
-        host: settings.databaseHost,
-        port: settings.databasePort,
-        name: databaseName,
-        user: databaseName,
-      },
-      smtp: {
-        server: settings.smtpServer,
-        port: settings.smtpPort,
-        fromAddress: `notifications@${instance.domain}`,
-      },
-      ingressClassName: settings.ingressClassName,
-      clusterIssuer: settings.clusterIssuer,
-      // Add-on endpoints come from their Pulumi stacks (infra/); until then add-ons render off.
-      objectStorage: null,
-      search: null,
-      suspended: scaledDown,
-    });
-    const [namespaceObject, ...rest] = objects;
-    const secret = renderInstanceSecret({
-      namespace,
-      name: SECRET_NAME,
-      labels: namespaceObject?.metadata.labels ?? {},
-      values: (await loadSecrets()).values,
-    });
-    const ordered = namespaceObject ? [namespaceObject, secret, ...rest] : [secret, ...rest];
-    const result = await target.apply(instanceId, generation, ordered);
+  const addons = new Set(instance.addons.map((addon) => addon.addonType.code));
+  const objects = renderInstanceManifests({
+    instanceId,
+    domain: instance.domain,
+    mastodonVersion: instance.mastodonVersion,
+    flavor: instance.flavor === 'glitch' ? 'glitch' : 'vanilla',
+    planCode: instance.plan.code,
+    limits: instance.plan.limits as unknown as PlanLimits,
+    generation,
+    secretName: SECRET_NAME,
+    database: {
+      host: settings.databaseHost,
+      port: settings.databasePort,
+      name: databaseName,
+      user: databaseName,
+    },
+    smtp: {
+      server: settings.smtpServer,
+      port: settings.smtpPort,
+      fromAddress: `notifications@${instance.domain}`,
+    },
+    ingressClassName: settings.ingressClassName,
+    clusterIssuer: settings.clusterIssuer,
+    // Add-on endpoints come from their Pulumi stacks (infra/); until then add-ons render off.
+    objectStorage: null,
+    search: null,
+    suspended: scaledDown,
+    owner: instance.status === 'provisioning' ? await ownerOf(db, instance.organizationId) : null,
+  });
+  const [namespaceObject, ...rest] = objects;
+  const secret = renderInstanceSecret({
+    namespace,
+    name: SECRET_NAME,
+    labels: namespaceObject?.metadata.labels ?? {},
+    values: (await loadSecrets()).values,
+  });
+  const rendered = namespaceObject ? [namespaceObject, secret, ...rest] : [secret, ...rest];
+  const phase = (name: ApplyPhase) => rendered.filter((object) => applyPhaseOf(object) === name);
+
+  await step('apply-config', async () => {
+    const { applied } = await target.apply(instanceId, generation, phase('config'));
     const pending = [...addons].filter((code) => code === 'object_storage' || code === 'elasticsearch');
     return {
       outcome: 'succeeded',
-      detail: `applied ${result.applied} objects${scaledDown ? ' scaled to zero' : ''}, pruned ${result.pruned}${pending.length > 0 ? `; add-ons not yet wired: ${pending.join(', ')}` : ''}`,
+      detail: `applied ${applied} objects${pending.length > 0 ? `; add-ons not yet wired: ${pending.join(', ')}` : ''}`,
+    };
+  });
+  const runJob = async (name: ApplyPhase): Promise<StepResult> => {
+    const [job] = phase(name);
+    if (!job)
+      return { outcome: 'skipped', detail: scaledDown ? 'scaled to zero: runs on resume' : 'not needed' };
+    await target.apply(instanceId, generation, [job]);
+    if (target.dryRun)
+      return { outcome: 'skipped', detail: `dry-run: Job ${job.metadata.name} stored, nothing runs` };
+    const { state, detail } = await target.jobState(instanceId, job.metadata.name);
+    if (state === 'running') throw new Waiting(`Job ${job.metadata.name}: ${detail}`);
+    if (state === 'failed') throw permanent(`Job ${job.metadata.name} failed: ${detail}`);
+    return { outcome: 'succeeded', detail: `Job ${job.metadata.name} complete` };
+  };
+  await step('pre-migrate', () => runJob('pre-migrate'));
+  await step('apply-workloads', async () => {
+    const { applied } = await target.apply(instanceId, generation, phase('workloads'));
+    return {
+      outcome: 'succeeded',
+      detail: `applied ${applied} objects${scaledDown ? ' scaled to zero' : ''}`,
     };
   });
   await step('rollout', async () => {
@@ -255,11 +342,17 @@ export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string
       return { outcome: 'skipped', detail: 'dry-run: no workloads run, so there is no rollout to wait for' };
     }
     const rollout = await target.rollout(instanceId);
-    if (!rollout.done) throw new RolloutPending(`rolling out: ${rollout.waiting.join('; ')}`);
+    if (!rollout.done) throw new Waiting(`rolling out: ${rollout.waiting.join('; ')}`);
     return {
       outcome: 'succeeded',
       detail: scaledDown ? 'scaled to zero' : 'every workload runs the new spec',
     };
+  });
+  await step('post-migrate', () => runJob('post-migrate'));
+  if (instance.status === 'provisioning') await step('owner-account', () => runJob('owner-account'));
+  await step('prune', async () => {
+    const { pruned } = await target.prune(instanceId, generation, rendered);
+    return { outcome: 'succeeded', detail: `pruned ${pruned} objects no longer rendered` };
   });
 
   const outcome = await db.$transaction(async (tx) => {
@@ -372,11 +465,28 @@ export async function purgeInstance(deps: ReconcilerDeps, instanceId: string): P
   deps.log.info('instance purged', { instanceId });
 }
 
+/**
+ * The organization's first owner, as the server's Owner account: the username is the local
+ * part of their e-mail address made a valid Mastodon username (`owner` when nothing is left).
+ */
+async function ownerOf(db: Db, organizationId: string): Promise<{ username: string; email: string } | null> {
+  const membership = await db.membership.findFirst({
+    where: { organizationId, role: 'owner' },
+    orderBy: { createdAt: 'asc' },
+    include: { user: { select: { email: true } } },
+  });
+  if (!membership) return null;
+  const email = membership.user.email;
+  const local = (email.split('@')[0] ?? '').toLowerCase().replaceAll(/[^a-z0-9_]/g, '_');
+  const username = local.replaceAll(/^_+|_+$/g, '').slice(0, 30) || 'owner';
+  return { username, email };
+}
+
 /** Backs up an instance's database and media; on the dry-run target there is nothing to back up. */
 async function takeBackup(target: ClusterTarget | null): Promise<StepResult> {
   if (!target || target.dryRun) return { outcome: 'skipped', detail: 'dry-run: no data exists to back up' };
   // Permanent, so it fails at once for staff to see, rather than retrying what cannot work.
-  throw Object.assign(new Error('backups on a real cluster are not built yet'), { retryable: false });
+  throw permanent('backups on a real cluster are not built yet');
 }
 
 /** Takes the backup `backupId` of an instance. */

@@ -3,7 +3,14 @@ import { z } from 'zod';
 import type { SecretBox } from '../core/crypto.ts';
 import type { Db } from '../core/db.ts';
 import type { Logger } from '../core/log.ts';
-import { BACKUP_TASK, enqueueUnsettledReconciles, PURGE_TASK, RECONCILE_TASK, RESYNC_TASK } from './index.ts';
+import {
+  BACKUP_TASK,
+  enqueueUnsettledReconciles,
+  PURGE_TASK,
+  RECONCILE_TASK,
+  RESYNC_TASK,
+  requeueReconcile,
+} from './index.ts';
 import {
   backupInstance,
   isPermanent,
@@ -13,6 +20,9 @@ import {
   type ReconcilerDeps,
   reconcileInstance,
 } from './reconciler.ts';
+
+/** How soon a reconcile waiting on a rollout or a migration looks at the cluster again. */
+const WAIT_POLL_MS = 10_000;
 
 /** Payloads, version 1. */
 const instancePayload = z.object({ v: z.literal(1), instanceId: z.uuid() });
@@ -53,6 +63,8 @@ export function provisionerTasks(deps: {
   box: SecretBox;
   log: Logger;
   targetFor?: ReconcilerDeps['targetFor'];
+  /** How soon a reconcile waiting on the cluster looks again (default `WAIT_POLL_MS`). */
+  waitPollMs?: number;
 }): Record<string, Task> {
   const failInstance = (jobDeps: ReconcilerDeps, { instanceId }: { instanceId: string }, reason: string) =>
     markInstanceFailed(jobDeps, instanceId, reason);
@@ -60,7 +72,11 @@ export function provisionerTasks(deps: {
     [RECONCILE_TASK]: job(
       deps,
       instancePayload,
-      (jobDeps, { instanceId }) => reconcileInstance(jobDeps, instanceId),
+      async (jobDeps, { instanceId }) => {
+        const result = await reconcileInstance(jobDeps, instanceId);
+        if (result.state === 'waiting')
+          await requeueReconcile(jobDeps.db, instanceId, deps.waitPollMs ?? WAIT_POLL_MS);
+      },
       failInstance,
     ),
     [PURGE_TASK]: job(

@@ -49,6 +49,11 @@ export interface InstanceRenderInput {
    * stay, so resuming is one apply away and no data is lost.
    */
   suspended?: boolean;
+  /**
+   * The server's first account, made Owner by a Job once the server runs; given only while
+   * the server is being provisioned.
+   */
+  owner?: { username: string; email: string } | null;
 }
 
 /** CPU in millicores and memory in MiB. */
@@ -193,11 +198,13 @@ export function renderInstanceManifests(input: InstanceRenderInput): KubeObject[
     renderRedisDeployment(ctx),
     renderService(ctx, 'redis', 'redis', 'redis', PORTS.redis),
     ...(input.objectStorage ? [] : [renderSystemVolumeClaim(ctx)]),
-    renderMigrationJob(ctx, 'pre'),
+    // A server scaled to zero runs no migrations: they run when it comes back.
+    ...(input.suspended ? [] : [renderMigrationJob(ctx, 'pre')]),
     renderWebDeployment(ctx),
     renderStreamingDeployment(ctx),
     ...ctx.sizing.sidekiq.map((process) => renderSidekiqDeployment(ctx, process)),
-    renderMigrationJob(ctx, 'post'),
+    ...(input.suspended ? [] : [renderMigrationJob(ctx, 'post')]),
+    ...(input.owner && !input.suspended ? [renderOwnerAccountJob(ctx, input.owner)] : []),
     ...renderMaintenanceCronJobs(ctx),
     renderService(ctx, 'web', 'mastodon', 'web', PORTS.web, 'http'),
     renderService(ctx, 'streaming', 'mastodon', 'streaming', PORTS.streaming, 'streaming'),
@@ -903,26 +910,77 @@ function taskPodSpec(
 }
 
 /**
- * `pre` runs before the new image rolls out (post-deployment migrations skipped), `post` after
- * it; named by generation so each spec change gets fresh Jobs.
+ * In which step the reconciler applies an object on a real cluster: `config` first (with the
+ * pre-deployment migration, which must finish before the new image rolls out), then
+ * `workloads`, then after the rollout the post-deployment migration, then the owner account.
  */
+export type ApplyPhase = 'config' | 'pre-migrate' | 'workloads' | 'post-migrate' | 'owner-account';
+
+const JOB_PHASES: Record<string, ApplyPhase> = {
+  'db-migrate': 'pre-migrate',
+  'db-post-migrate': 'post-migrate',
+  'owner-account': 'owner-account',
+};
+
+export function applyPhaseOf(object: KubeObject): ApplyPhase {
+  const component = object.metadata.labels?.[LABEL.component] ?? '';
+  if (object.kind === 'Job') return JOB_PHASES[component] ?? 'config';
+  if (object.kind === 'CronJob') return 'workloads';
+  if (object.kind === 'Deployment' && object.metadata.labels?.[LABEL.name] === 'mastodon') return 'workloads';
+  return 'config';
+}
+
+/**
+ * A run-once Job, named by its component and a digest of its spec. A Job's pod template cannot
+ * change, so the name changes whenever the spec does (a new version: a new migration), and an
+ * unchanged spec names the Job that already ran, so re-applying it runs nothing again.
+ */
+function runOnceJob(ctx: RenderContext, component: string, podSpec: Record<string, unknown>): KubeObject {
+  const spec = {
+    backoffLimit: 3,
+    ttlSecondsAfterFinished: JOB_TTL_SECONDS,
+    template: { metadata: { labels: podLabels(ctx, 'mastodon', component) }, spec: podSpec },
+  };
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: metadata(ctx, `${component}-${digest(JSON.stringify(spec)).slice(0, 10)}`, {
+      component,
+      app: 'mastodon',
+    }),
+    spec,
+  };
+}
+
+/** `pre` runs before the new image rolls out (post-deployment migrations skipped), `post` after it. */
 function renderMigrationJob(ctx: RenderContext, phase: 'pre' | 'post'): KubeObject {
   const component = phase === 'pre' ? 'db-migrate' : 'db-post-migrate';
   const args = ['bundle', 'exec', 'rails', phase === 'pre' ? 'db:prepare' : 'db:migrate'];
   const env: Record<string, string> = phase === 'pre' ? { SKIP_POST_DEPLOYMENT_MIGRATIONS: 'true' } : {};
-  return {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: metadata(ctx, `${component}-${ctx.input.generation}`, { component, app: 'mastodon' }),
-    spec: {
-      backoffLimit: 3,
-      ttlSecondsAfterFinished: JOB_TTL_SECONDS,
-      template: {
-        metadata: { labels: podLabels(ctx, 'mastodon', component) },
-        spec: taskPodSpec(ctx, component, args, { env }),
-      },
-    },
-  };
+  return runOnceJob(ctx, component, taskPodSpec(ctx, component, args, { env }));
+}
+
+/**
+ * Creates the owner's account, confirmed, with the Owner role. tootctl prints the password it
+ * generates; that output is discarded so no password lands in pod logs, and the owner sets
+ * one through Mastodon's own password reset, by e-mail.
+ */
+function renderOwnerAccountJob(ctx: RenderContext, owner: { username: string; email: string }): KubeObject {
+  if (!/^[a-z0-9_]{1,30}$/.test(owner.username)) {
+    throw new AppError(
+      'unprocessable',
+      `Owner username ${JSON.stringify(owner.username)} is not a Mastodon username`,
+    );
+  }
+  const script =
+    'bin/tootctl accounts create "$OWNER_USERNAME" --email "$OWNER_EMAIL" --confirmed --role Owner > /dev/null';
+  return runOnceJob(
+    ctx,
+    'owner-account',
+    taskPodSpec(ctx, 'owner-account', ['sh', '-c', script], {
+      env: { OWNER_USERNAME: owner.username, OWNER_EMAIL: owner.email },
+    }),
+  );
 }
 
 function renderMaintenanceCronJobs(ctx: RenderContext): KubeObject[] {

@@ -1,5 +1,5 @@
 import type { Db, Prisma } from '../../core/db.ts';
-import type { KubeObject } from '../manifests/render-instance.ts';
+import { type ApplyPhase, applyPhaseOf, type KubeObject } from '../manifests/render-instance.ts';
 import type { ClusterTarget } from './target.ts';
 
 /** What a Secret's values become in the dry-run store: the keys stay, the values never leave. */
@@ -16,6 +16,17 @@ export function redactObject(object: KubeObject): KubeObject {
   }
   return redacted;
 }
+
+const PHASES: readonly ApplyPhase[] = ['config', 'pre-migrate', 'workloads', 'post-migrate', 'owner-account'];
+
+/** Objects are listed in the order a cluster gets them: by phase, then as rendered. */
+const positionOf = (object: KubeObject, index: number) => PHASES.indexOf(applyPhaseOf(object)) * 1000 + index;
+
+const objectKey = (object: {
+  apiVersion: string;
+  kind: string;
+  metadata: { namespace?: string | null; name: string };
+}) => `${object.apiVersion}/${object.kind}/${object.metadata.namespace ?? ''}/${object.metadata.name}`;
 
 /**
  * The default target when no cluster is configured: every object is stored in PostgreSQL as a
@@ -37,15 +48,28 @@ export function makeDryRunTarget(db: Db): ClusterTarget {
           const manifest = redactObject(object) as unknown as Prisma.InputJsonValue;
           await tx.dryRunObject.upsert({
             where: { instanceId_apiVersion_kind_namespace_name: { instanceId, ...key } },
-            create: { instanceId, ...key, manifest, generation, position: index },
-            update: { manifest, generation, position: index, appliedAt: new Date() },
+            create: { instanceId, ...key, manifest, generation, position: positionOf(object, index) },
+            update: { manifest, generation, position: positionOf(object, index), appliedAt: new Date() },
           });
         }
-        const pruned = await tx.dryRunObject.deleteMany({
-          where: { instanceId, generation: { lt: generation } },
-        });
-        return { applied: objects.length, pruned: pruned.count };
+        return { applied: objects.length };
       });
+    },
+    async prune(instanceId, generation, keep) {
+      const kept = new Set(keep.map(objectKey));
+      const stored = await db.dryRunObject.findMany({
+        where: { instanceId },
+        select: { id: true, apiVersion: true, kind: true, namespace: true, name: true },
+      });
+      const stale = stored.filter((row) => !kept.has(objectKey({ ...row, metadata: row })));
+      const { count } = await db.dryRunObject.deleteMany({
+        where: { id: { in: stale.map((row) => row.id) }, generation: { lte: generation } },
+      });
+      return { pruned: count };
+    },
+    async jobState() {
+      // Nothing runs in the dry-run store; the reconciler skips the wait on a dry-run target.
+      return { state: 'succeeded', detail: 'dry-run: nothing runs' };
     },
     async rollout() {
       // Nothing runs in the dry-run store, so there is nothing to wait for.

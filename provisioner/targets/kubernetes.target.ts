@@ -14,7 +14,7 @@ import {
   PatchStrategy,
 } from '@kubernetes/client-node';
 import { type KubeObject, namespaceFor } from '../manifests/render-instance.ts';
-import type { ClusterTarget } from './target.ts';
+import type { ClusterTarget, JobState } from './target.ts';
 
 /** The field manager Woolly's applies are recorded under in `metadata.managedFields`. */
 export const FIELD_MANAGER = 'woolly';
@@ -222,6 +222,31 @@ function toApplyBody(object: KubeObject): KubernetesObject {
   return { ...rest, metadata } as KubernetesObject;
 }
 
+interface JobStatus {
+  active?: number;
+  succeeded?: number;
+  failed?: number;
+  conditions?: { type?: string; status?: string; reason?: string; message?: string }[];
+}
+
+/** A Job's outcome from its status, as the Job controller reports it. */
+function jobStateOf(status: JobStatus): JobState {
+  const condition = (type: string) =>
+    status.conditions?.find((entry) => entry.type === type && entry.status === 'True');
+  const failed = condition('Failed');
+  if (failed) {
+    return {
+      state: 'failed',
+      detail: `${failed.reason ?? 'Failed'}: ${failed.message ?? `${status.failed ?? 0} pods failed`}`,
+    };
+  }
+  if (condition('Complete')) return { state: 'succeeded', detail: 'complete' };
+  return {
+    state: 'running',
+    detail: `${status.active ?? 0} running, ${status.failed ?? 0} failed so far`,
+  };
+}
+
 const keyOf = (object: { apiVersion?: string; kind?: string; metadata?: { name?: string } }) =>
   `${object.apiVersion}/${object.kind}/${object.metadata?.name}`;
 
@@ -299,24 +324,51 @@ export function makeKubernetesTarget(
         }
       }
 
-      const applied = new Set(objects.map(keyOf));
-      // Jobs are never pruned: a new generation renames the migration Jobs, and deleting the
-      // old one could kill a migration still running. Finished Jobs go by their own TTL.
+      return { applied: objects.length };
+    },
+
+    async prune(instanceId, _generation, keep) {
+      const namespace = namespaceFor(instanceId);
+      const kept = new Set(keep.map(keyOf));
+      // Jobs are never pruned: deleting one could kill a migration still running, and
+      // finished Jobs go by their own TTL.
       const stale = (await listInstanceObjects(instanceId, namespace)).filter(
-        (object) => !applied.has(keyOf(object)) && object.kind !== 'Job',
+        (object) => !kept.has(keyOf(object)) && object.kind !== 'Job',
       );
       for (const object of stale) {
         const ref = { kind: object.kind ?? '', metadata: { name: object.metadata?.name ?? '', namespace } };
         try {
-          // Background: a pruned Job or Deployment takes its pods with it.
+          // Background: a pruned Deployment takes its pods with it.
           await api.delete(object, undefined, undefined, undefined, undefined, 'Background');
         } catch (error) {
           // Already gone (deleted meanwhile): that is what pruning wanted.
           if (error instanceof ApiException && error.code === 404) continue;
-          throw toKubernetesError(error, `prune ${describe(ref)}`, secrets);
+          throw toKubernetesError(error, `prune ${describe(ref)}`, []);
         }
       }
-      return { applied: objects.length, pruned: stale.length };
+      return { pruned: stale.length };
+    },
+
+    async jobState(instanceId, name) {
+      const namespace = namespaceFor(instanceId);
+      const header = { apiVersion: 'batch/v1', kind: 'Job', metadata: { name, namespace } };
+      let job: KubernetesObject & { status?: JobStatus };
+      try {
+        job = await api.read(header);
+      } catch (error) {
+        throw toKubernetesError(error, `read Job ${namespace}/${name}`, []);
+      }
+      const state = jobStateOf(job.status ?? {});
+      if (state.state === 'failed') {
+        try {
+          await api.delete(header, undefined, undefined, undefined, undefined, 'Background');
+        } catch (error) {
+          if (!(error instanceof ApiException && error.code === 404)) {
+            throw toKubernetesError(error, `delete failed Job ${namespace}/${name}`, []);
+          }
+        }
+      }
+      return state;
     },
 
     async rollout(instanceId) {

@@ -1,18 +1,27 @@
 import type { KubeObject } from '../manifests/render-instance.ts';
 
+/** Where a run-once Job stands: `failed` once it has spent its retries. */
+export interface JobState {
+  state: 'running' | 'succeeded' | 'failed';
+  detail: string;
+}
+
 /** Where an instance's objects go: a real cluster, or the dry-run store. */
 export interface ClusterTarget {
   /** True when nothing really runs: the instance is provisioned *in dry-run*. */
   readonly dryRun: boolean;
   /**
-   * Makes the instance's objects on the target exactly `objects` (server-side apply on a
-   * cluster), removing objects of the instance that are no longer rendered.
+   * Creates or updates `objects` (server-side apply on a cluster), each annotated with
+   * `generation`; objects not given are left alone until `prune`.
    */
-  apply(
-    instanceId: string,
-    generation: number,
-    objects: KubeObject[],
-  ): Promise<{ applied: number; pruned: number }>;
+  apply(instanceId: string, generation: number, objects: KubeObject[]): Promise<{ applied: number }>;
+  /** Removes the instance's objects that are not in `keep` (except Jobs still running). */
+  prune(instanceId: string, generation: number, keep: KubeObject[]): Promise<{ pruned: number }>;
+  /**
+   * Where the instance's Job `name` stands. A failed Job is deleted as it is reported, so the
+   * next apply of it (a staff retry) runs it afresh.
+   */
+  jobState(instanceId: string, name: string): Promise<JobState>;
   /** Removes every object of the instance (its namespace and all in it). */
   remove(instanceId: string): Promise<{ removed: number }>;
   /**

@@ -16,6 +16,7 @@ import { makeSecretBox } from '../../core/crypto.ts';
 import { call } from '../support/app.ts';
 import { launchChromium } from '../support/browser.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
+import { PROVISION_STEPS } from '../support/factories.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const masterKey = randomBytes(32);
@@ -136,7 +137,7 @@ test('an order becomes a running dry-run server, with every arrow recorded', asy
   assert.equal(operation.status, 'succeeded');
   assert.deepEqual(
     operation.steps.map((step: { name: string }) => step.name),
-    ['placement', 'secrets', 'database', 'apply-manifests', 'rollout'],
+    PROVISION_STEPS,
   );
   for (const step of operation.steps) {
     assert.ok(Number.isFinite(step.durationMs) && step.durationMs >= 0, `${step.name} has a duration`);
@@ -151,7 +152,7 @@ test('an order becomes a running dry-run server, with every arrow recorded', asy
         object.kind === kind && object.metadata.name === name,
     );
   // In apply order: the namespace and its secret first, the pre-deploy migration before the
-  // workloads, the ingress after them.
+  // workloads, the post-deploy migration after them, the owner's account last.
   const applyOrder: string[] = manifests.map(
     (object: { kind: string; metadata: { name: string } }) => `${object.kind}/${object.metadata.name}`,
   );
@@ -159,15 +160,18 @@ test('an order becomes a running dry-run server, with every arrow recorded', asy
     applyOrder.slice(0, 2).map((entry) => entry.split('/')[0]),
     ['Namespace', 'Secret'],
   );
-  assert.ok(applyOrder.indexOf('Job/db-migrate-1') < applyOrder.indexOf('Deployment/web'));
-  assert.ok(
-    applyOrder.indexOf('Deployment/sidekiq') <
-      applyOrder.indexOf(applyOrder.find((entry) => entry.startsWith('Ingress/')) ?? ''),
-  );
+  const at = (prefix: string) => {
+    const index = applyOrder.findIndex((entry) => entry === prefix || entry.startsWith(`${prefix}-`));
+    assert.ok(index >= 0, `${prefix} is listed`);
+    return index;
+  };
+  assert.ok(at('Ingress/mastodon') < at('Job/db-migrate'));
+  assert.ok(at('Job/db-migrate') < at('Deployment/web'));
+  assert.ok(at('Deployment/sidekiq') < at('Job/db-post-migrate'));
+  assert.equal(at('Job/owner-account'), applyOrder.length - 1);
   for (const name of ['web', 'streaming', 'sidekiq'])
     assert.ok(manifest('Deployment', name), `Deployment ${name}`);
   for (const name of ['web', 'streaming']) assert.ok(manifest('Service', name), `Service ${name}`);
-  assert.ok(manifest('Job', 'db-migrate-1'));
   assert.equal(manifest('ConfigMap', 'mastodon-env').data.LOCAL_DOMAIN, 'chess.woolly.test');
   const ingress = manifests.find((object: { kind: string }) => object.kind === 'Ingress');
   assert.equal(ingress.spec.rules[0].host, 'chess.woolly.test');

@@ -12,7 +12,7 @@ import { startWorker, type Worker } from '../../core/worker.ts';
 import { enqueueReconcile } from '../../provisioner/index.ts';
 import { provisionerTasks } from '../../provisioner/tasks.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
-import { createOrganization, createUserWithToken } from '../support/factories.ts';
+import { createOrganization, createUserWithToken, PROVISION_STEPS } from '../support/factories.ts';
 
 let database: TestDatabase;
 const workers: Worker[] = [];
@@ -93,7 +93,7 @@ test('two workers and duplicate jobs provision every instance exactly once', asy
     where: { operation: { instanceId: { in: ids } } },
     _count: true,
   });
-  assert.equal(steps.length, ids.length * 5);
+  assert.equal(steps.length, ids.length * PROVISION_STEPS.length);
   assert.ok(
     steps.every((row) => row._count === 1),
     'each step recorded once',

@@ -1,7 +1,10 @@
 /**
  * Failure handling with the real job queue (graphile-worker on the test PostgreSQL): a
  * permanent error fails the instance at once; a transient one is retried with backoff until
- * the attempts run out; staff retry a failed instance through the API and it recovers.
+ * the attempts run out; staff retry a failed instance through the API and it recovers; a step
+ * waiting on the cluster is looked at again without spending attempts, up to its time limit.
+ * The cluster is a stand-in (the dry-run store, with failures and Job states injected per
+ * instance); test/provisioner/kubernetes-reconcile.test.ts runs against a real API server.
  */
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
@@ -21,7 +24,7 @@ let database: TestDatabase;
 let worker: Worker;
 let app: TestApp;
 /** What the cluster does on apply, per instance domain: fail for good, fail for now, or work. */
-const behaviour = new Map<string, 'permanent' | 'transient' | 'ok'>();
+const behaviour = new Map<string, 'permanent' | 'transient' | 'waiting' | 'ok'>();
 const log = makeLogger({ log: { level: 'error', format: 'json' } }, new PassThrough().resume());
 
 class ClusterError extends Error {
@@ -48,6 +51,14 @@ before(async () => {
         throw new ClusterError('the server is currently unable to handle the request', true);
       return dryRun.apply(instanceId, generation, objects);
     },
+    // Not dry-run, so the reconciler reads Job states and rollouts, as on a real cluster.
+    dryRun: false,
+    async jobState(instanceId) {
+      const { domain } = await database.db.instance.findUniqueOrThrow({ where: { id: instanceId } });
+      return behaviour.get(domain) === 'waiting'
+        ? { state: 'running', detail: '1 running, 0 failed so far' }
+        : { state: 'succeeded', detail: 'complete' };
+    },
   };
   worker = await startWorker({
     databaseUrl: database.url,
@@ -58,6 +69,7 @@ before(async () => {
       box: makeSecretBox([makeMasterKey('t')]),
       log,
       targetFor: () => target,
+      waitPollMs: 200,
     }),
     crontab: '',
   });
@@ -79,7 +91,9 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
   }
 }
 
-async function provisioning(mode: 'permanent' | 'transient'): Promise<{ id: string; domain: string }> {
+async function provisioning(
+  mode: 'permanent' | 'transient' | 'waiting',
+): Promise<{ id: string; domain: string }> {
   const { db } = database;
   const { userId } = await createUserWithToken(db);
   const organizationId = await createOrganization(db, userId);
@@ -169,4 +183,57 @@ test('staff retry a failed instance and it recovers; others may not', async () =
   );
   const again = await call(`${app.url}/v1/instances/${id}/retry`, { method: 'POST', token: staff.token });
   assert.equal(again.status, 409, 'only a failed instance is retried');
+});
+
+test('a step waiting on the cluster is looked at again without spending attempts, until it is done', async () => {
+  const { id, domain } = await provisioning('waiting');
+  const queued = async () =>
+    (
+      await database.db.$queryRaw<{ id: string; attempts: number }[]>`
+        select id::text, attempts from graphile_worker.jobs where key = ${id}`
+    )[0];
+  const first = await waitFor('the migration to be waited on', async () => {
+    const row = await database.db.operationStep.findFirst({
+      where: { operation: { instanceId: id }, name: 'pre-migrate' },
+    });
+    const job = await queued();
+    return row?.detail && job ? job : undefined;
+  });
+  // Each look queues the next as a new job, a poll interval later.
+  const later = await waitFor('another look', async () => {
+    const job = await queued();
+    return job && job.id !== first.id ? job : undefined;
+  });
+  assert.equal(later.attempts, 0, 'a wait is no failed attempt');
+  const row = await database.db.operationStep.findFirstOrThrow({
+    where: { operation: { instanceId: id }, name: 'pre-migrate' },
+  });
+  assert.equal(row.outcome, 'running');
+  assert.match(row.detail ?? '', /^Job db-migrate-[0-9a-f]{10}: .*1 running/);
+  assert.equal(await statusOf(id), 'provisioning');
+
+  behaviour.set(domain, 'ok');
+  await waitFor('running', async () => ((await statusOf(id)) === 'running' ? true : undefined));
+  const steps = await database.db.operationStep.findMany({ where: { operation: { instanceId: id } } });
+  assert.equal(steps.filter((row) => row.name === 'pre-migrate').length, 1, 'one row for the whole wait');
+  assert.ok(steps.every((row) => row.outcome !== 'failed'));
+});
+
+test('a step that waits past its limit fails the instance, naming what it waited for', async () => {
+  const { id } = await provisioning('waiting');
+  await waitFor('the wait to start', () =>
+    database.db.operationStep
+      .findFirst({
+        where: { operation: { instanceId: id }, name: 'pre-migrate', outcome: 'running' },
+      })
+      .then((row) => row ?? undefined),
+  );
+  // As if the migration had been running for seven hours: past its six-hour limit.
+  await database.db.operationStep.updateMany({
+    where: { operation: { instanceId: id }, name: 'pre-migrate' },
+    data: { startedAt: new Date(Date.now() - 7 * 3_600_000) },
+  });
+  await waitFor('failed', async () => ((await statusOf(id)) === 'failed' ? true : undefined));
+  const instance = await database.db.instance.findUniqueOrThrow({ where: { id } });
+  assert.match(instance.statusReason ?? '', /gave up after 420 min: Job db-migrate-[0-9a-f]{10}: 1 running/);
 });

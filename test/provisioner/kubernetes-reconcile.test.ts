@@ -14,13 +14,16 @@ import { makeLogger } from '../../core/log.ts';
 import { registerCluster } from '../../provisioner/clusters.ts';
 import { dropInstanceDatabase } from '../../provisioner/database.ts';
 import { namespaceFor } from '../../provisioner/manifests/render-instance.ts';
-import { purgeInstance, reconcileInstance } from '../../provisioner/reconciler.ts';
+import { markInstanceFailed, purgeInstance, reconcileInstance } from '../../provisioner/reconciler.ts';
 import { ensureInstanceSecrets } from '../../provisioner/secrets.ts';
 import { call, startTestApp, type TestApp } from '../support/app.ts';
 import { adminUrl, makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
 import {
+  finishJob,
+  finishRollouts,
   installCertificateCrd,
+  jobsOf,
   type KubeApiServer,
   kubeRequest,
   kubeSkipReason,
@@ -38,6 +41,10 @@ const deps = () => ({ db: database.db, box, log });
 let instanceId: string;
 let app: TestApp;
 let staffToken: string;
+const ownerEmail = 'Ada.Lovelace@example.org';
+// Orders get the configured default, v4.5.11; these are the upgrades.
+const NEXT_VERSION = 'v4.5.12';
+const LATER_VERSION = 'v4.5.13';
 
 before(
   async () => {
@@ -54,7 +61,7 @@ before(
     });
     // The order comes in through the API, as a customer's would; staff orders are paid at once.
     app = await startTestApp(database);
-    const { userId } = await createUserWithToken(database.db);
+    const { userId } = await createUserWithToken(database.db, { email: ownerEmail });
     const organizationId = await createOrganization(database.db, userId);
     staffToken = (await createUserWithToken(database.db, { staffRole: 'ops' })).token;
     const placed = await call(`${app.url}/v1/orders`, {
@@ -82,13 +89,26 @@ const steps = async () =>
     })
   ).map((step) => [step.name, step.outcome, step.detail ?? step.error]);
 
+const stepsOf = async () => (await steps()).map(([step, outcome]) => [step, outcome]);
+const web = async () => {
+  const read = await kubeRequest(
+    server,
+    'GET',
+    `/apis/apps/v1/namespaces/${namespaceFor(instanceId)}/deployments/web`,
+  );
+  return read.status === 200
+    ? (read.body as { spec: { replicas: number; template: { spec: { containers: { image: string }[] } } } })
+    : null;
+};
+const instanceRow = () => database.db.instance.findUniqueOrThrow({ where: { id: instanceId } });
+
 describe('provisioning onto a real API server and database', { skip }, () => {
-  it('applies the objects and makes the database, then waits for the rollout', async () => {
-    await assert.rejects(reconcileInstance(deps(), instanceId), /rolling out: .*web 0\/2 available/);
+  it('applies the config and makes the database, then waits for the pre-deployment migration', async () => {
+    const result = await reconcileInstance(deps(), instanceId);
+    assert.equal(result.state, 'waiting');
+    assert.match(result.state === 'waiting' ? result.detail : '', /Job db-migrate-[0-9a-f]{10}: 0 running/);
     const namespace = namespaceFor(instanceId);
-    const web = await kubeRequest(server, 'GET', `/apis/apps/v1/namespaces/${namespace}/deployments/web`);
-    assert.equal(web.status, 200);
-    assert.equal((web.body.spec as { replicas: number }).replicas, 2);
+    assert.equal(await web(), null, 'no workload before the migration has run');
     const certificate = await kubeRequest(
       server,
       'GET',
@@ -107,17 +127,13 @@ describe('provisioning onto a real API server and database', { skip }, () => {
     await client.end();
     assert.deepEqual(rows[0], { db: name, role: name });
 
-    const recorded = await steps();
-    assert.deepEqual(
-      recorded.map(([step, outcome]) => [step, outcome]),
-      [
-        ['placement', 'succeeded'],
-        ['secrets', 'succeeded'],
-        ['database', 'succeeded'],
-        ['apply-manifests', 'succeeded'],
-        ['rollout', 'failed'],
-      ],
-    );
+    assert.deepEqual(await stepsOf(), [
+      ['placement', 'succeeded'],
+      ['secrets', 'succeeded'],
+      ['database', 'succeeded'],
+      ['apply-config', 'succeeded'],
+      ['pre-migrate', 'running'],
+    ]);
     const placed = await database.db.instance.findUniqueOrThrow({
       where: { id: instanceId },
       include: { cluster: true },
@@ -128,46 +144,159 @@ describe('provisioning onto a real API server and database', { skip }, () => {
       'test-apiserver',
       'a real cluster, though the dry-run one has room too',
     );
+    // Waiting is not failing: looking again keeps the one step row, still running.
+    assert.equal((await reconcileInstance(deps(), instanceId)).state, 'waiting');
+    assert.deepEqual((await stepsOf()).at(-1), ['pre-migrate', 'running']);
+    assert.equal((await steps()).length, 5);
   });
 
-  it('goes running once every Deployment reports the new spec available', async () => {
+  it('rolls the workloads out once the migration is done, and waits for them', async () => {
     const namespace = namespaceFor(instanceId);
-    const list = await kubeRequest(server, 'GET', `/apis/apps/v1/namespaces/${namespace}/deployments`);
-    // Stand-in for the Deployment controller and kubelets, which do not run here.
-    for (const item of list.body.items as {
-      metadata: { name: string; generation: number };
-      spec: { replicas: number };
-    }[]) {
-      const patched = await kubeRequest(
-        server,
-        'PATCH',
-        `/apis/apps/v1/namespaces/${namespace}/deployments/${item.metadata.name}/status`,
-        {
-          status: {
-            observedGeneration: item.metadata.generation,
-            replicas: item.spec.replicas,
-            updatedReplicas: item.spec.replicas,
-            readyReplicas: item.spec.replicas,
-            availableReplicas: item.spec.replicas,
-          },
-        },
-        'application/merge-patch+json',
-      );
-      assert.equal(patched.status, 200, JSON.stringify(patched.body));
-    }
+    // Stand-in for the Job controller, which does not run here.
+    const [migration] = await jobsOf(server, namespace, 'db-migrate');
+    assert.ok(migration);
+    await finishJob(server, namespace, migration, 'Complete');
+    const result = await reconcileInstance(deps(), instanceId);
+    assert.match(result.state === 'waiting' ? result.detail : '', /rolling out: .*web 0\/2 available/);
+    assert.equal((await web())?.spec.replicas, 2);
+    assert.deepEqual((await stepsOf()).slice(4), [
+      ['pre-migrate', 'succeeded'],
+      ['apply-workloads', 'succeeded'],
+      ['rollout', 'running'],
+    ]);
+    assert.deepEqual(
+      await jobsOf(server, namespace, 'db-post-migrate'),
+      [],
+      'post-deployment waits for the rollout',
+    );
+  });
+
+  it('runs the post-deployment migration after the rollout, then makes the owner account', async () => {
+    const namespace = namespaceFor(instanceId);
+    // Stand-in for the Deployment controller and kubelets.
+    await finishRollouts(server, namespace);
     await reconcileInstance(deps(), instanceId);
+    const [post] = await jobsOf(server, namespace, 'db-post-migrate');
+    assert.ok(post);
+    assert.deepEqual(await jobsOf(server, namespace, 'owner-account'), []);
+    await finishJob(server, namespace, post, 'Complete');
+    await reconcileInstance(deps(), instanceId);
+    const [owner] = await jobsOf(server, namespace, 'owner-account');
+    assert.ok(owner);
+    const job = await kubeRequest(server, 'GET', `/apis/batch/v1/namespaces/${namespace}/jobs/${owner}`);
+    const env = Object.fromEntries(
+      (
+        job.body as {
+          spec: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } };
+        }
+      ).spec.template.spec.containers[0]?.env.map((entry) => [entry.name, entry.value]) ?? [],
+    );
+    assert.equal(env.OWNER_EMAIL, ownerEmail);
+    assert.equal(env.OWNER_USERNAME, 'ada_lovelace');
+    assert.equal((await instanceRow()).status, 'provisioning', 'not running before the owner exists');
+  });
+
+  it('goes running once the owner account exists', async () => {
+    const namespace = namespaceFor(instanceId);
+    const [owner] = await jobsOf(server, namespace, 'owner-account');
+    await finishJob(server, namespace, owner ?? '', 'Complete');
+    assert.deepEqual(await reconcileInstance(deps(), instanceId), { state: 'done' });
     const { body: instance } = await call(`${app.url}/v1/instances/${instanceId}`, { token: staffToken });
     assert.equal(instance.status, 'running');
     assert.equal(instance.dryRun, false);
     assert.equal(instance.statusReason, null, 'really running, not in dry-run');
     assert.equal(instance.cluster.name, 'test-apiserver');
     assert.equal(instance.observedGeneration, instance.generation);
-    const recorded = await steps();
-    assert.deepEqual(recorded.at(-1)?.slice(0, 2), ['rollout', 'succeeded']);
+    assert.deepEqual((await stepsOf()).slice(-4), [
+      ['rollout', 'succeeded'],
+      ['post-migrate', 'succeeded'],
+      ['owner-account', 'succeeded'],
+      ['prune', 'succeeded'],
+    ]);
+  });
+
+  it('upgrades Mastodon in order: migration before the new image, post-deployment migration after', async () => {
+    const namespace = namespaceFor(instanceId);
+    const before = await instanceRow();
+    const patched = await call(`${app.url}/v1/instances/${instanceId}`, {
+      method: 'PATCH',
+      token: staffToken,
+      headers: { 'if-match': `"${before.generation}"` },
+      body: { mastodonVersion: NEXT_VERSION },
+    });
+    assert.equal(patched.status, 202, JSON.stringify(patched.body));
+    const oldImage = (await web())?.spec.template.spec.containers[0]?.image;
+    assert.equal((await reconcileInstance(deps(), instanceId)).state, 'waiting');
+    const migrations = await jobsOf(server, namespace, 'db-migrate');
+    assert.equal(migrations.length, 2, 'a new migration Job for the new version');
     assert.equal(
-      recorded.filter(([step]) => step === 'apply-manifests').length,
+      (await web())?.spec.template.spec.containers[0]?.image,
+      oldImage,
+      'old image while migrating',
+    );
+    await finishJob(server, namespace, migrations[1] ?? '', 'Complete');
+    assert.equal((await reconcileInstance(deps(), instanceId)).state, 'waiting');
+    assert.equal(
+      (await web())?.spec.template.spec.containers[0]?.image,
+      `ghcr.io/mastodon/mastodon:${NEXT_VERSION}`,
+    );
+    assert.equal(
+      (await jobsOf(server, namespace, 'db-post-migrate')).length,
       1,
-      'applied once, not again',
+      'no post-deployment migration yet',
+    );
+    await finishRollouts(server, namespace);
+    assert.equal((await reconcileInstance(deps(), instanceId)).state, 'waiting');
+    const posts = await jobsOf(server, namespace, 'db-post-migrate');
+    assert.equal(posts.length, 2);
+    await finishJob(server, namespace, posts[1] ?? '', 'Complete');
+    assert.deepEqual(await reconcileInstance(deps(), instanceId), { state: 'done' });
+    const after = await instanceRow();
+    assert.equal(after.status, 'running');
+    assert.equal(after.mastodonVersion, NEXT_VERSION);
+    assert.equal(after.observedGeneration, after.generation);
+    assert.deepEqual(
+      await jobsOf(server, namespace, 'owner-account'),
+      [(await jobsOf(server, namespace, 'owner-account'))[0]],
+      'the owner is made once',
+    );
+  });
+
+  it('a failed migration fails the server at once, and a staff retry runs it afresh', async () => {
+    const namespace = namespaceFor(instanceId);
+    const before = await instanceRow();
+    const patched = await call(`${app.url}/v1/instances/${instanceId}`, {
+      method: 'PATCH',
+      token: staffToken,
+      headers: { 'if-match': `"${before.generation}"` },
+      body: { mastodonVersion: LATER_VERSION },
+    });
+    assert.equal(patched.status, 202, JSON.stringify(patched.body));
+    await reconcileInstance(deps(), instanceId);
+    const migration = (await jobsOf(server, namespace, 'db-migrate')).at(-1) ?? '';
+    await finishJob(server, namespace, migration, 'Failed');
+    await assert.rejects(reconcileInstance(deps(), instanceId), (error: Error & { retryable?: boolean }) => {
+      assert.match(error.message, /Job db-migrate-[0-9a-f]{10} failed: BackoffLimitExceeded/);
+      assert.equal(error.retryable, false);
+      return true;
+    });
+    await markInstanceFailed(deps(), instanceId, 'pre-migrate failed');
+    const retried = await call(`${app.url}/v1/instances/${instanceId}/retry`, {
+      method: 'POST',
+      token: staffToken,
+    });
+    assert.equal(retried.status, 202, JSON.stringify(retried.body));
+    assert.equal((await reconcileInstance(deps(), instanceId)).state, 'waiting');
+    const rerun = await kubeRequest(
+      server,
+      'GET',
+      `/apis/batch/v1/namespaces/${namespace}/jobs/${migration}`,
+    );
+    assert.equal(rerun.status, 200, 'the same migration Job exists again');
+    assert.equal(
+      (rerun.body as { status?: { conditions?: unknown[] } }).status?.conditions,
+      undefined,
+      'and runs afresh',
     );
   });
 

@@ -68,8 +68,13 @@ test('a provisioning instance is rendered onto the dry-run target and marked run
       ['placement', 'succeeded'],
       ['secrets', 'succeeded'],
       ['database', 'skipped'],
-      ['apply-manifests', 'succeeded'],
+      ['apply-config', 'succeeded'],
+      ['pre-migrate', 'skipped'],
+      ['apply-workloads', 'succeeded'],
       ['rollout', 'skipped'],
+      ['post-migrate', 'skipped'],
+      ['owner-account', 'skipped'],
+      ['prune', 'succeeded'],
     ],
   );
   for (const step of recorded) assert.ok(step.finishedAt && step.finishedAt >= step.startedAt);
@@ -158,7 +163,7 @@ test('with a target that fails once, the retry resumes at the failed step and ke
     await db.secretRecord.findMany({ where: { instanceId }, orderBy: { name: 'asc' } })
   ).map((r) => r.ciphertext);
   const failedEvent = await db.event.findFirst({ where: { instanceId, type: 'step.failed' } });
-  assert.match(failedEvent?.message ?? '', /apply-manifests failed: connection reset/);
+  assert.match(failedEvent?.message ?? '', /apply-config failed: connection reset/);
 
   await reconcileInstance({ db, box, log, targetFor: () => flaky }, instanceId);
   const recorded = await steps(instanceId);
@@ -168,9 +173,14 @@ test('with a target that fails once, the retry resumes at the failed step and ke
       ['placement', 'succeeded', 1],
       ['secrets', 'succeeded', 1],
       ['database', 'skipped', 1],
-      ['apply-manifests', 'failed', 1],
-      ['apply-manifests', 'succeeded', 2],
+      ['apply-config', 'failed', 1],
+      ['apply-config', 'succeeded', 2],
+      ['pre-migrate', 'skipped', 1],
+      ['apply-workloads', 'succeeded', 1],
       ['rollout', 'skipped', 1],
+      ['post-migrate', 'skipped', 1],
+      ['owner-account', 'skipped', 1],
+      ['prune', 'succeeded', 1],
     ],
   );
   assert.equal(recorded[3]?.error, 'connection reset by peer');

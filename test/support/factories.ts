@@ -5,12 +5,12 @@ import type { Db } from '../../core/db.ts';
 /** A user with an API token of the given scopes; staff when `staffRole` is set. */
 export async function createUserWithToken(
   db: Db,
-  options: { staffRole?: 'ops' | 'admin'; scopes?: string[] } = {},
+  options: { staffRole?: 'ops' | 'admin'; scopes?: string[]; email?: string } = {},
 ): Promise<{ userId: string; token: string }> {
   const token = makeApiToken();
   const user = await db.user.create({
     data: {
-      email: `user-${randomUUID()}@example.test`,
+      email: options.email ?? `user-${randomUUID()}@example.test`,
       staffRole: options.staffRole ?? null,
       apiTokens: {
         create: {
@@ -37,3 +37,17 @@ export async function createOrganization(
   });
   return org.id;
 }
+
+/** The steps a provisioning records, in order (on the dry-run target the waits are skipped). */
+export const PROVISION_STEPS = [
+  'placement',
+  'secrets',
+  'database',
+  'apply-config',
+  'pre-migrate',
+  'apply-workloads',
+  'rollout',
+  'post-migrate',
+  'owner-account',
+  'prune',
+];

@@ -415,3 +415,83 @@ export async function installCertificateCrd(server: KubeApiServer): Promise<void
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stand-ins for the controllers and kubelets that do not run beside the test API server: they
+// write the status a real cluster's controllers would report. Tests that use them say so.
+
+/** The Job controller's report that the Job `name` in `namespace` ended. */
+export async function finishJob(
+  server: KubeApiServer,
+  namespace: string,
+  name: string,
+  outcome: 'Complete' | 'Failed',
+): Promise<void> {
+  const now = new Date().toISOString();
+  const reason = 'BackoffLimitExceeded';
+  const message = 'Job has reached the specified backoff limit';
+  const conditions =
+    outcome === 'Complete'
+      ? [
+          { type: 'SuccessCriteriaMet', status: 'True', lastTransitionTime: now },
+          { type: 'Complete', status: 'True', lastTransitionTime: now },
+        ]
+      : [
+          { type: 'FailureTarget', status: 'True', reason, message, lastTransitionTime: now },
+          { type: 'Failed', status: 'True', reason, message, lastTransitionTime: now },
+        ];
+  const patched = await kubeRequest(
+    server,
+    'PATCH',
+    `/apis/batch/v1/namespaces/${namespace}/jobs/${name}/status`,
+    {
+      status: {
+        startTime: now,
+        ...(outcome === 'Complete' ? { completionTime: now, succeeded: 1 } : { failed: 4 }),
+        conditions,
+      },
+    },
+    'application/merge-patch+json',
+  );
+  assert.equal(patched.status, 200, JSON.stringify(patched.body));
+}
+
+/** The names of the Jobs in `namespace` whose component label is `component`, oldest first. */
+export async function jobsOf(server: KubeApiServer, namespace: string, component: string): Promise<string[]> {
+  const list = await kubeRequest(
+    server,
+    'GET',
+    `/apis/batch/v1/namespaces/${namespace}/jobs?labelSelector=${encodeURIComponent(`app.kubernetes.io/component=${component}`)}`,
+  );
+  assert.equal(list.status, 200, JSON.stringify(list.body));
+  return (list.body.items as { metadata: { name: string; creationTimestamp: string } }[])
+    .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp))
+    .map((item) => item.metadata.name);
+}
+
+/** The Deployment controller's and kubelets' report that every Deployment in `namespace` rolled out. */
+export async function finishRollouts(server: KubeApiServer, namespace: string): Promise<void> {
+  const list = await kubeRequest(server, 'GET', `/apis/apps/v1/namespaces/${namespace}/deployments`);
+  for (const item of list.body.items as {
+    metadata: { name: string; generation: number };
+    spec: { replicas: number };
+  }[]) {
+    const replicas = item.spec.replicas;
+    const patched = await kubeRequest(
+      server,
+      'PATCH',
+      `/apis/apps/v1/namespaces/${namespace}/deployments/${item.metadata.name}/status`,
+      {
+        status: {
+          observedGeneration: item.metadata.generation,
+          replicas,
+          updatedReplicas: replicas,
+          readyReplicas: replicas,
+          availableReplicas: replicas,
+        },
+      },
+      'application/merge-patch+json',
+    );
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+  }
+}

@@ -16,6 +16,7 @@ import {
 import { PLAN_CATALOG, type PlanDefinition, type PlanLimits } from '../../../core/domain/catalog.ts';
 import { AppError } from '../../../core/errors.ts';
 import {
+  applyPhaseOf,
   type InstanceRenderInput,
   type KubeObject,
   namespaceFor,
@@ -61,8 +62,12 @@ const SEARCH = { host: 'opensearch.search.svc.cluster.local', port: 9200 };
 function variants(): { name: string; input: InstanceRenderInput }[] {
   return PLAN_CATALOG.flatMap((plan) => [
     {
-      name: `${plan.code}, local media`,
-      input: makeInput({ planCode: plan.code, limits: { ...plan.limits } }),
+      name: `${plan.code}, local media, new server with its owner`,
+      input: makeInput({
+        planCode: plan.code,
+        limits: { ...plan.limits },
+        owner: { username: 'owner', email: 'owner@example.org' },
+      }),
     },
     {
       name: `${plan.code}, object storage and search`,
@@ -86,6 +91,15 @@ function find(objects: KubeObject[], kind: string, name: string): Json {
   const found = objects.find((object) => object.kind === kind && object.metadata.name === name);
   assert.ok(found, `${kind}/${name} is rendered`);
   return found as Json;
+}
+
+/** The one object of `kind` whose component label is `component` (Jobs are named by a digest). */
+function byComponent(objects: KubeObject[], kind: string, component: string): Json {
+  const found = objects.filter(
+    (object) => object.kind === kind && object.metadata.labels?.['app.kubernetes.io/component'] === component,
+  );
+  assert.equal(found.length, 1, `one ${kind} of component ${component}`);
+  return found[0] as Json;
 }
 
 function ofKind(objects: KubeObject[], kind: string): Json[] {
@@ -240,18 +254,18 @@ describe('renderInstanceManifests', () => {
       (object) => `${object.kind}/${object.metadata.name}`,
     );
     const at = (id: string) => {
-      const index = order.indexOf(id);
+      const index = order.findIndex((entry) => entry === id || entry.startsWith(`${id}-`));
       assert.ok(index >= 0, `${id} is rendered`);
       return index;
     };
     assert.equal(at(`Namespace/${NAMESPACE}`), 0);
     assert.ok(at('ResourceQuota/mastodon') < at('ConfigMap/mastodon-env'));
     assert.ok(at('NetworkPolicy/default-deny') < at('Deployment/redis'));
-    assert.ok(at('ConfigMap/mastodon-env') < at('Job/db-migrate-7'));
-    assert.ok(at('Job/db-migrate-7') < at('Deployment/web'));
+    assert.ok(at('ConfigMap/mastodon-env') < at('Job/db-migrate'));
+    assert.ok(at('Job/db-migrate') < at('Deployment/web'));
     for (const name of ['web', 'streaming', 'sidekiq-default', 'sidekiq-federation']) {
       assert.ok(
-        at(`Deployment/${name}`) < at('Job/db-post-migrate-7'),
+        at(`Deployment/${name}`) < at('Job/db-post-migrate'),
         `${name} rolls out before post-deploy migrations`,
       );
     }
@@ -581,13 +595,13 @@ describe('renderInstanceManifests', () => {
     assert.equal(streaming.ports[0].containerPort, 4000);
     assert.equal(streaming.readinessProbe.httpGet.path, '/api/v1/streaming/health');
 
-    const migrate = find(objects, 'Job', 'db-migrate-7');
+    const migrate = byComponent(objects, 'Job', 'db-migrate');
     const migrateContainer = migrate.spec.template.spec.containers[0];
     assert.deepEqual(migrateContainer.args, ['bundle', 'exec', 'rails', 'db:prepare']);
     assert.equal(envOf(migrateContainer).SKIP_POST_DEPLOYMENT_MIGRATIONS, 'true');
     assert.equal(migrate.spec.backoffLimit, 3);
     assert.ok(migrate.spec.ttlSecondsAfterFinished > 0);
-    const postMigrate = find(objects, 'Job', 'db-post-migrate-7').spec.template.spec.containers[0];
+    const postMigrate = byComponent(objects, 'Job', 'db-post-migrate').spec.template.spec.containers[0];
     assert.deepEqual(postMigrate.args, ['bundle', 'exec', 'rails', 'db:migrate']);
     assert.equal('SKIP_POST_DEPLOYMENT_MIGRATIONS' in envOf(postMigrate), false);
 
@@ -775,9 +789,63 @@ describe('renderInstanceManifests', () => {
     assert.ok(kinds(running).some((kind) => kind.startsWith('PodDisruptionBudget/')));
     assert.deepEqual(
       kinds(suspended),
-      kinds(running).filter((kind) => !kind.startsWith('PodDisruptionBudget/')),
-      'the same objects but the disruption budget',
+      kinds(running).filter((kind) => !kind.startsWith('PodDisruptionBudget/') && !kind.startsWith('Job/')),
+      'the same objects but the disruption budget and the migrations, which run on resume',
     );
+  });
+
+  it('names each run-once Job by its spec: the same Job across spec changes, a new one for a new version', () => {
+    const jobs = (input: InstanceRenderInput) =>
+      ofKind(renderInstanceManifests(input), 'Job').map((job) => job.metadata.name as string);
+    const base = jobs(makeInput());
+    assert.equal(base.length, 2);
+    assert.match(base[0] ?? '', /^db-migrate-[0-9a-f]{10}$/);
+    assert.deepEqual(jobs(makeInput({ generation: 8, limits: planByCode('large').limits })), base);
+    const upgraded = jobs(makeInput({ mastodonVersion: 'v4.5.12' }));
+    assert.equal(upgraded.filter((name) => base.includes(name)).length, 0, 'both migrations run again');
+  });
+
+  it('creates the owner account once, as Owner, without printing its password', () => {
+    const objects = renderInstanceManifests(
+      makeInput({ owner: { username: 'ada_l', email: 'ada@example.org' } }),
+    );
+    const job = byComponent(objects, 'Job', 'owner-account');
+    const container = job.spec.template.spec.containers[0];
+    assert.deepEqual(container.args.slice(0, 2), ['sh', '-c']);
+    assert.match(
+      container.args[2],
+      /tootctl accounts create "\$OWNER_USERNAME" --email "\$OWNER_EMAIL" --confirmed --role Owner > \/dev\/null$/,
+    );
+    assert.equal(envOf(container).OWNER_USERNAME, 'ada_l');
+    assert.equal(envOf(container).OWNER_EMAIL, 'ada@example.org');
+    assert.equal(applyPhaseOf(job as KubeObject), 'owner-account');
+    assert.equal(ofKind(renderInstanceManifests(makeInput()), 'Job').length, 2, 'no owner given, no Job');
+    assert.throws(
+      () => renderInstanceManifests(makeInput({ owner: { username: 'Ada; rm -rf', email: 'a@b.c' } })),
+      (error) => error instanceof AppError && /not a Mastodon username/.test(error.detail),
+    );
+  });
+
+  it('sorts objects into apply phases: migrations around the workloads, everything else first', () => {
+    const phases = new Map<string, string[]>();
+    for (const object of renderInstanceManifests(makeInput({ limits: planByCode('large').limits }))) {
+      const phase = applyPhaseOf(object);
+      phases.set(phase, [
+        ...(phases.get(phase) ?? []),
+        `${object.kind}/${object.metadata.labels?.['app.kubernetes.io/component'] ?? object.metadata.name}`,
+      ]);
+    }
+    assert.deepEqual(phases.get('pre-migrate'), ['Job/db-migrate']);
+    assert.deepEqual(phases.get('post-migrate'), ['Job/db-post-migrate']);
+    assert.deepEqual(phases.get('workloads'), [
+      'Deployment/web',
+      'Deployment/streaming',
+      'Deployment/sidekiq-default',
+      'Deployment/sidekiq-federation',
+      'CronJob/media-remove',
+      'CronJob/preview-cards-remove',
+    ]);
+    assert.ok(phases.get('config')?.includes('Deployment/redis'), 'redis is up before migrations');
   });
 });
 

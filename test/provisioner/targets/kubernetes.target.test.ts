@@ -17,6 +17,7 @@ import {
 } from '../../../provisioner/targets/kubernetes.target.ts';
 import type { ClusterTarget } from '../../../provisioner/targets/target.ts';
 import {
+  finishJob,
   installCertificateCrd,
   type KubeApiServer,
   kubeRequest,
@@ -184,7 +185,7 @@ describe('with the Certificate CRD installed', { skip }, () => {
 
   it('applies every object, owned by field manager woolly, with every field the renderer set', async () => {
     const { instanceId, objects, values } = makeInstance();
-    assert.deepEqual(await target.apply(instanceId, 1, objects), { applied: objects.length, pruned: 0 });
+    assert.deepEqual(await target.apply(instanceId, 1, objects), { applied: objects.length });
     for (const object of objects) {
       const stored = await read(object);
       const owners = (stored.metadata.managedFields ?? []).filter((entry) => entry.manager === FIELD_MANAGER);
@@ -211,7 +212,7 @@ describe('with the Certificate CRD installed', { skip }, () => {
       Promise.all(objects.map(async (object) => (await read(object)).metadata.resourceVersion));
     await target.apply(instanceId, 1, objects);
     const created = await versions();
-    assert.deepEqual(await target.apply(instanceId, 1, objects), { applied: objects.length, pruned: 0 });
+    assert.deepEqual(await target.apply(instanceId, 1, objects), { applied: objects.length });
     const reapplied = await versions();
     // kube-apiserver 1.35 writes a PersistentVolumeClaim once more on its first identical apply
     // (no visible field differs); every other object, and the claim from then on, stays put.
@@ -244,16 +245,20 @@ describe('with the Certificate CRD installed', { skip }, () => {
     // Suspended: the budget over zero pods is no longer rendered.
     const suspended = renderAll(makeInput(instanceId, { suspended: true, generation: 2 }), instance.values);
     assert.ok(!suspended.some((object) => object.kind === 'PodDisruptionBudget'));
-    assert.deepEqual(await target.apply(instanceId, 2, suspended), { applied: suspended.length, pruned: 1 });
+    assert.deepEqual(await target.apply(instanceId, 2, suspended), { applied: suspended.length });
+    assert.equal(
+      (await kubeRequest(server, 'GET', pathOf(budget))).status,
+      200,
+      'apply alone prunes nothing',
+    );
+    assert.deepEqual(await target.prune(instanceId, 2, suspended), { pruned: 1 });
     assert.equal((await kubeRequest(server, 'GET', pathOf(budget))).status, 404, 'the budget is pruned');
-    // Generation 2 renames the migration Jobs; generation 1's are left to finish (their TTL
-    // removes them), since pruning could kill a migration still running.
-    for (const job of ['db-migrate-1', 'db-post-migrate-1']) {
-      assert.equal(
-        (await kubeRequest(server, 'GET', pathOf(find(instance.objects, 'Job', job)))).status,
-        200,
-        job,
-      );
+    // A suspended server renders no migration Jobs; the ones there are left to finish (their
+    // TTL removes them), since pruning could kill a migration still running.
+    const jobs = instance.objects.filter((object) => object.kind === 'Job');
+    assert.equal(jobs.length, 2);
+    for (const job of jobs) {
+      assert.equal((await kubeRequest(server, 'GET', pathOf(job))).status, 200, job.metadata.name);
     }
     for (const name of ['hand-made', 'other-instance']) {
       assert.equal(
@@ -263,6 +268,32 @@ describe('with the Certificate CRD installed', { skip }, () => {
     }
     const web = (await read(find(suspended, 'Deployment', 'web'))).spec as { replicas: number };
     assert.equal(web.replicas, 0);
+  });
+
+  it('reads a Job as running until its controller reports it complete, and deletes a failed one', async () => {
+    const { instanceId, objects } = makeInstance();
+    await target.apply(instanceId, 1, objects);
+    const [migrate, postMigrate] = objects.filter((object) => object.kind === 'Job') as KubeObject[];
+    assert.ok(migrate && postMigrate);
+    assert.equal((await target.jobState(instanceId, migrate.metadata.name)).state, 'running');
+    // Stand-in for the Job controller, which does not run here: the Job reports how it ended.
+    const finish = (job: KubeObject, outcome: 'Complete' | 'Failed') =>
+      finishJob(server, job.metadata.namespace ?? '', job.metadata.name, outcome);
+    await finish(migrate, 'Complete');
+    assert.deepEqual(await target.jobState(instanceId, migrate.metadata.name), {
+      state: 'succeeded',
+      detail: 'complete',
+    });
+    await finish(postMigrate, 'Failed');
+    const failed = await target.jobState(instanceId, postMigrate.metadata.name);
+    assert.equal(failed.state, 'failed');
+    assert.match(failed.detail, /BackoffLimitExceeded: Job has reached the specified backoff limit/);
+    const gone = await kubeRequest(server, 'GET', pathOf(postMigrate));
+    assert.ok(
+      gone.status === 404 ||
+        (gone.body as { metadata?: { deletionTimestamp?: string } }).metadata?.deletionTimestamp,
+      'a failed Job is deleted, so a retry runs it afresh',
+    );
   });
 
   it('takes back a field another field manager changed', async () => {
