@@ -13,6 +13,7 @@ import { makeSessions, SESSION_COOKIE } from './auth/session.ts';
 import { catalogHandlers } from './catalog/catalog.routes.ts';
 import type { ApiDeps } from './context.ts';
 import { domainsHandlers } from './domains/domains.routes.ts';
+import { fleetUpgradesHandlers } from './fleet/fleet-upgrades.routes.ts';
 import { idempotency } from './idempotency.ts';
 import { instancesHandlers } from './instances/instances.routes.ts';
 import { mountOperations, openApiDocument } from './openapi.ts';
@@ -170,6 +171,7 @@ export function makeApp(deps: ApiDeps): express.Express {
         ...invitationsHandlers({ ...deps, mailer }),
         ...ordersHandlers(deps),
         ...instancesHandlers(deps),
+        ...fleetUpgradesHandlers(deps),
         ...tokensHandlers(deps),
         ...auditHandlers(deps),
         ...authHandlers({ ...deps, mailer }, sessions),

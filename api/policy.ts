@@ -141,3 +141,11 @@ export async function assertInstanceRole(
     );
   }
 }
+
+/**
+ * Staff-only work (fleet operations). Customers' tokens never carry the `admin` scope these
+ * operations need, so this only matters for a token that outlived its holder's staff role.
+ */
+export function assertStaff(actor: Actor): void {
+  if (!isStaff(actor)) throw new AppError('forbidden', 'Only Woolly staff may do this.');
+}

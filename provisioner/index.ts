@@ -4,9 +4,16 @@ export const RECONCILE_TASK = 'instance:reconcile';
 export const PURGE_TASK = 'instance:purge';
 export const BACKUP_TASK = 'instance:backup';
 export const RESYNC_TASK = 'fleet:resync';
+export const FLEET_UPGRADE_TASK = 'fleet:upgrade';
 
-/** The provisioner's periodic jobs: the fleet resync every five minutes. */
-export const PROVISIONER_CRONTAB = `*/5 * * * * ${RESYNC_TASK}`;
+/**
+ * The provisioner's periodic jobs: the fleet resync every five minutes, and every minute the
+ * fleet upgrades' safety net (`enqueueUnsettledFleetUpgrades`).
+ */
+export const PROVISIONER_CRONTAB = [
+  `*/5 * * * * ${RESYNC_TASK}`,
+  `* * * * * ${FLEET_UPGRADE_TASK} {v:1,sweep:true}`,
+].join('\n');
 
 /**
  * Queues a reconcile of the instance in the caller's transaction, so the job exists exactly
@@ -94,5 +101,42 @@ export async function enqueueBackup(client: SqlClient, instanceId: string, backu
              json_build_object('v', 1, 'instanceId', $2::text, 'backupId', $3::text),
              queue_name := $4::text, max_attempts := 5)`,
     values: [BACKUP_TASK, instanceId, backupId, `instance:${instanceId}`],
+  });
+}
+
+/**
+ * Queues a run of a fleet upgrade's driver `delayMs` from now. One job per upgrade (its key),
+ * in a queue of its own so its runs never overlap; a run already waiting moves to the new time.
+ */
+export async function enqueueFleetUpgrade(
+  client: SqlClient,
+  fleetUpgradeId: string,
+  delayMs = 0,
+): Promise<void> {
+  await execute(client, {
+    name: 'job-fleet-upgrade',
+    text: `select graphile_worker.add_job($1::text, json_build_object('v', 1, 'fleetUpgradeId', $2::text),
+             queue_name := $3::text, run_at := now() + $4::int * interval '1 millisecond',
+             job_key := $3::text, max_attempts := 25)`,
+    values: [FLEET_UPGRADE_TASK, fleetUpgradeId, `fleet-upgrade:${fleetUpgradeId}`, delayMs],
+  });
+}
+
+/**
+ * The fleet upgrades' safety net: queues the driver of every upgrade still running or still
+ * watching a wave in flight, so a lost job or a crashed worker never leaves one stalled. A run
+ * already queued keeps its time. Returns how many were queued or kept.
+ */
+export async function enqueueUnsettledFleetUpgrades(client: SqlClient): Promise<number> {
+  return execute(client, {
+    name: 'job-fleet-upgrade-sweep',
+    text: `select graphile_worker.add_job($1::text, json_build_object('v', 1, 'fleetUpgradeId', u.id::text),
+             queue_name := 'fleet-upgrade:' || u.id::text, job_key := 'fleet-upgrade:' || u.id::text,
+             job_key_mode := 'preserve_run_at', max_attempts := 25)
+             from "FleetUpgrade" u
+            where u.status = 'running'
+               or exists (select 1 from "FleetUpgradeMember" m
+                           where m."fleetUpgradeId" = u.id and m.status = 'upgrading')`,
+    values: [FLEET_UPGRADE_TASK],
   });
 }

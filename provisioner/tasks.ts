@@ -3,9 +3,12 @@ import { z } from 'zod';
 import type { SecretBox } from '../core/crypto.ts';
 import type { Db } from '../core/db.ts';
 import type { Logger } from '../core/log.ts';
+import { FLEET_UPGRADE_WATCH_MS, markFleetUpgradeFailed, runFleetUpgrade } from './fleet-upgrades.ts';
 import {
   BACKUP_TASK,
+  enqueueUnsettledFleetUpgrades,
   enqueueUnsettledReconciles,
+  FLEET_UPGRADE_TASK,
   PURGE_TASK,
   RECONCILE_TASK,
   RESYNC_TASK,
@@ -27,6 +30,9 @@ const WAIT_POLL_MS = 10_000;
 /** Payloads, version 1. */
 const instancePayload = z.object({ v: z.literal(1), instanceId: z.uuid() });
 const backupPayload = instancePayload.extend({ backupId: z.uuid() });
+const fleetUpgradePayload = z.object({ v: z.literal(1), fleetUpgradeId: z.uuid() });
+/** The crontab's run of `FLEET_UPGRADE_TASK`: the safety net, not one upgrade. */
+const fleetUpgradeSweepPayload = z.object({ v: z.literal(1), sweep: z.literal(true) });
 
 /**
  * One job: `work`, retried by the queue with its exponential backoff when it throws; a
@@ -65,9 +71,21 @@ export function provisionerTasks(deps: {
   targetFor?: ReconcilerDeps['targetFor'];
   /** How soon a reconcile waiting on the cluster looks again (default `WAIT_POLL_MS`). */
   waitPollMs?: number;
+  /** How soon a fleet upgrade's driver looks at a wave in flight again (`FLEET_UPGRADE_WATCH_MS`). */
+  fleetUpgradeWatchMs?: number;
 }): Record<string, Task> {
   const failInstance = (jobDeps: ReconcilerDeps, { instanceId }: { instanceId: string }, reason: string) =>
     markInstanceFailed(jobDeps, instanceId, reason);
+  const fleetUpgrade = job(
+    deps,
+    fleetUpgradePayload,
+    (jobDeps, { fleetUpgradeId }) =>
+      runFleetUpgrade(
+        { ...jobDeps, watchMs: deps.fleetUpgradeWatchMs ?? FLEET_UPGRADE_WATCH_MS },
+        fleetUpgradeId,
+      ),
+    (jobDeps, { fleetUpgradeId }, reason) => markFleetUpgradeFailed(jobDeps, fleetUpgradeId, reason),
+  );
   return {
     [RECONCILE_TASK]: job(
       deps,
@@ -88,6 +106,11 @@ export function provisionerTasks(deps: {
     [RESYNC_TASK]: async () => {
       const queued = await enqueueUnsettledReconciles(deps.db);
       deps.log.info('fleet resync', { queued });
+    },
+    [FLEET_UPGRADE_TASK]: async (raw, helpers) => {
+      if (!fleetUpgradeSweepPayload.safeParse(raw).success) return fleetUpgrade(raw, helpers);
+      const queued = await enqueueUnsettledFleetUpgrades(deps.db);
+      deps.log.info('fleet upgrades resync', { queued });
     },
     // A backup that cannot be taken fails alone: the server itself is fine.
     [BACKUP_TASK]: job(

@@ -1,4 +1,4 @@
-import type { Prisma, Tx } from '../../core/db.ts';
+import type { Db, Prisma, Tx } from '../../core/db.ts';
 import { type InstanceStatus, transition } from '../../core/domain/instance-status.ts';
 import { compareMastodonVersions } from '../../core/domain/mastodon-version.ts';
 import { AppError } from '../../core/errors.ts';
@@ -52,7 +52,7 @@ const specOf = (instance: { spec: unknown }): InstanceSpec => (instance.spec ?? 
  * Operation opened, an Event and an audit row written, and a reconcile queued. Returns the new
  * generation.
  */
-async function changeInstance(
+function changeInstance(
   deps: Pick<ApiDeps, 'db'>,
   ctx: RequestContext,
   instanceId: string,
@@ -60,40 +60,54 @@ async function changeInstance(
   rule: ActionRule,
   decide: (instance: LockedInstance) => Change | Promise<Change>,
 ): Promise<number> {
-  return deps.db.$transaction(async (tx) => {
-    const instance = await lockInstance(tx, ctx, instanceId, rule.roles);
-    checkPrecondition(instance.generation, ifMatch, rule.ifMatch);
-    if (!rule.from.includes(instance.status)) {
-      throw new AppError(
-        'conflict',
-        `The server is ${instance.status}; this needs it to be ${rule.from.join(' or ')}.`,
-      );
-    }
-    const change = await decide(instance);
-    const generation = instance.generation + 1;
-    await tx.instance.update({ where: { id: instanceId }, data: { ...change.data, generation } });
-    if (change.status !== instance.status) {
-      await transition(tx, instanceId, instance.status, change.status, {
-        statusReason: change.statusReason ?? null,
-      });
-    } else if (change.statusReason !== undefined) {
-      await tx.instance.update({ where: { id: instanceId }, data: { statusReason: change.statusReason } });
-    }
-    await tx.operation.create({ data: { instanceId, kind: change.kind, status: 'running', generation } });
-    await tx.event.create({
-      data: { instanceId, type: change.event.type, message: change.event.message, data: { generation } },
+  return deps.db.$transaction((tx) => changeInstanceIn(tx, ctx, instanceId, ifMatch, rule, decide));
+}
+
+/**
+ * `changeInstance` on the caller's transaction, for a caller whose own writes must commit or
+ * roll back with the change (a fleet upgrade's bookkeeping). A refusal thrown here leaves
+ * the transaction half-written: the caller must let it roll back, not go on with it.
+ */
+async function changeInstanceIn(
+  tx: Tx,
+  ctx: RequestContext,
+  instanceId: string,
+  ifMatch: string | undefined,
+  rule: ActionRule,
+  decide: (instance: LockedInstance) => Change | Promise<Change>,
+): Promise<number> {
+  const instance = await lockInstance(tx, ctx, instanceId, rule.roles);
+  checkPrecondition(instance.generation, ifMatch, rule.ifMatch);
+  if (!rule.from.includes(instance.status)) {
+    throw new AppError(
+      'conflict',
+      `The server is ${instance.status}; this needs it to be ${rule.from.join(' or ')}.`,
+    );
+  }
+  const change = await decide(instance);
+  const generation = instance.generation + 1;
+  await tx.instance.update({ where: { id: instanceId }, data: { ...change.data, generation } });
+  if (change.status !== instance.status) {
+    await transition(tx, instanceId, instance.status, change.status, {
+      statusReason: change.statusReason ?? null,
     });
-    await audit(tx, ctx, {
-      action: change.audit.action,
-      targetType: 'instance',
-      targetId: instanceId,
-      organizationId: instance.organizationId,
-      data: change.audit.data ?? {},
-    });
-    await change.also?.(tx);
-    await enqueueReconcile(tx, instanceId);
-    return generation;
+  } else if (change.statusReason !== undefined) {
+    await tx.instance.update({ where: { id: instanceId }, data: { statusReason: change.statusReason } });
+  }
+  await tx.operation.create({ data: { instanceId, kind: change.kind, status: 'running', generation } });
+  await tx.event.create({
+    data: { instanceId, type: change.event.type, message: change.event.message, data: { generation } },
   });
+  await audit(tx, ctx, {
+    action: change.audit.action,
+    targetType: 'instance',
+    targetId: instanceId,
+    organizationId: instance.organizationId,
+    data: change.audit.data ?? {},
+  });
+  await change.also?.(tx);
+  await enqueueReconcile(tx, instanceId);
+  return generation;
 }
 
 /** Locks the instance row and checks the caller may act on it (404 when it may not see it). */
@@ -153,59 +167,93 @@ export function updateInstance(
     instanceId,
     ifMatch,
     { roles, from: CHANGEABLE, ifMatch: 'required' },
-    async (instance) => {
-      const data: Prisma.InstanceUncheckedUpdateInput = {};
-      const changed: string[] = [];
-      if (input.plan !== undefined && input.plan !== instance.plan.code) {
-        const plan = await deps.db.plan.findUnique({ where: { code: input.plan } });
-        if (!plan?.active) {
-          throw new AppError('unprocessable', `There is no plan "${input.plan}".`, {
-            errors: [{ field: 'plan', message: 'Unknown plan; GET /v1/plans lists them.' }],
-          });
-        }
-        const stranded = instance.addons
-          .map((a) => a.addonType.code)
-          .filter((code) => !plan.addonCodes.includes(code));
-        if (stranded.length > 0) {
-          throw new AppError(
-            'unprocessable',
-            `The ${plan.name} plan cannot carry ${stranded.join(', ')}; remove ${stranded.length > 1 ? 'them' : 'it'} first.`,
-            { errors: [{ field: 'plan', message: `Does not allow ${stranded.join(', ')}.` }] },
-          );
-        }
-        data.planId = plan.id;
-        changed.push(`plan ${instance.plan.code} → ${plan.code}`);
+    decideUpdate(deps.db, input),
+  );
+}
+
+/** What a plan change and/or Mastodon upgrade does to the locked instance; refusals throw. */
+function decideUpdate(
+  db: Db | Tx,
+  input: { plan?: string | undefined; mastodonVersion?: string | undefined },
+): (instance: LockedInstance) => Promise<Change> {
+  return async (instance) => {
+    const data: Prisma.InstanceUncheckedUpdateInput = {};
+    const changed: string[] = [];
+    if (input.plan !== undefined && input.plan !== instance.plan.code) {
+      const plan = await db.plan.findUnique({ where: { code: input.plan } });
+      if (!plan?.active) {
+        throw new AppError('unprocessable', `There is no plan "${input.plan}".`, {
+          errors: [{ field: 'plan', message: 'Unknown plan; GET /v1/plans lists them.' }],
+        });
       }
-      if (input.mastodonVersion !== undefined && input.mastodonVersion !== instance.mastodonVersion) {
-        if (compareMastodonVersions(input.mastodonVersion, instance.mastodonVersion) < 0) {
-          throw new AppError(
-            'unprocessable',
-            `Mastodon cannot go back from ${instance.mastodonVersion} to ${input.mastodonVersion}: its database migrations only run forward.`,
-            {
-              errors: [
-                { field: 'mastodonVersion', message: `Must be newer than ${instance.mastodonVersion}.` },
-              ],
-            },
-          );
-        }
-        data.mastodonVersion = input.mastodonVersion;
-        changed.push(`Mastodon ${instance.mastodonVersion} → ${input.mastodonVersion}`);
-      }
-      if (changed.length === 0) {
+      const stranded = instance.addons
+        .map((a) => a.addonType.code)
+        .filter((code) => !plan.addonCodes.includes(code));
+      if (stranded.length > 0) {
         throw new AppError(
           'unprocessable',
-          'Nothing to change: the server already has this plan and version.',
+          `The ${plan.name} plan cannot carry ${stranded.join(', ')}; remove ${stranded.length > 1 ? 'them' : 'it'} first.`,
+          { errors: [{ field: 'plan', message: `Does not allow ${stranded.join(', ')}.` }] },
         );
       }
-      return {
-        kind: data.mastodonVersion ? 'upgrade' : 'resize',
-        status: afterChange(instance.status),
-        data,
-        event: { type: 'instance.updating', message: `Change requested: ${changed.join(', ')}.` },
-        audit: { action: 'instance.update', data: { ...input } },
-      };
-    },
-  );
+      data.planId = plan.id;
+      changed.push(`plan ${instance.plan.code} → ${plan.code}`);
+    }
+    if (input.mastodonVersion !== undefined && input.mastodonVersion !== instance.mastodonVersion) {
+      if (compareMastodonVersions(input.mastodonVersion, instance.mastodonVersion) < 0) {
+        throw new AppError(
+          'unprocessable',
+          `Mastodon cannot go back from ${instance.mastodonVersion} to ${input.mastodonVersion}: its database migrations only run forward.`,
+          {
+            errors: [
+              { field: 'mastodonVersion', message: `Must be newer than ${instance.mastodonVersion}.` },
+            ],
+          },
+        );
+      }
+      data.mastodonVersion = input.mastodonVersion;
+      changed.push(`Mastodon ${instance.mastodonVersion} → ${input.mastodonVersion}`);
+    }
+    if (changed.length === 0) {
+      throw new AppError('unprocessable', 'Nothing to change: the server already has this plan and version.');
+    }
+    return {
+      kind: data.mastodonVersion ? 'upgrade' : 'resize',
+      status: afterChange(instance.status),
+      data,
+      event: { type: 'instance.updating', message: `Change requested: ${changed.join(', ')}.` },
+      audit: { action: 'instance.update', data: { ...input } },
+    };
+  };
+}
+
+/**
+ * One server's step of a fleet upgrade (provisioner/fleet-upgrades.ts): the change a staff
+ * PATCH of `mastodonVersion` makes, on the caller's transaction so the fleet upgrade's own
+ * writes commit with it. Only a `running` server is upgraded, and without If-Match (the fleet
+ * upgrade holds no ETag): a server that is not running, gone, or already on this version or a
+ * newer one is refused as the PATCH would refuse it, and the caller skips it.
+ */
+export function upgradeInstanceInFleet(
+  tx: Tx,
+  ctx: RequestContext,
+  instanceId: string,
+  mastodonVersion: string,
+  fleet: { fleetUpgradeId: string; wave: number },
+): Promise<number> {
+  const decide = decideUpdate(tx, { mastodonVersion });
+  const rule = { roles: 'staff', from: ['running'], ifMatch: 'optional' } as const;
+  return changeInstanceIn(tx, ctx, instanceId, undefined, rule, async (instance) => {
+    const change = await decide(instance);
+    return {
+      ...change,
+      event: {
+        ...change.event,
+        message: `${change.event.message} Part of fleet upgrade ${fleet.fleetUpgradeId}, wave ${fleet.wave}.`,
+      },
+      audit: { action: 'instance.update', data: { mastodonVersion, ...fleet } },
+    };
+  });
 }
 
 /** Adds an add-on the plan allows. */

@@ -12,7 +12,7 @@ import { makeLogger } from '../../core/log.ts';
 import { backupInstance, purgeInstance, reconcileInstance } from '../../provisioner/reconciler.ts';
 import { call, startTestApp, type TestApp } from '../support/app.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
-import { createOrganization, createUserWithToken } from '../support/factories.ts';
+import { createOrganization, createUserWithToken, PROVISION_STEPS } from '../support/factories.ts';
 
 let database: TestDatabase;
 let app: TestApp;
@@ -300,7 +300,11 @@ describe('suspend and resume (staff)', () => {
     assert.equal(after.body.status, 'suspended');
     assert.equal(after.body.statusReason, 'suspended: abuse report 42');
     assert.ok(Object.values(await deployments(id)).every((replicas) => replicas === 0));
-    assert.equal((await manifests(id)).length, objectsBefore - 1, 'all but the disruption budget stay');
+    assert.equal(
+      (await manifests(id)).length,
+      objectsBefore - 4,
+      'all but the disruption budget, the migration Jobs (run again on resume) and the owner Job stay',
+    );
     assert.equal(
       (await call(`${app.url}/v1/instances/${id}/suspend`, { method: 'POST', token: staff })).status,
       409,
@@ -458,7 +462,10 @@ describe('operations', () => {
 
     const one = await call(`${app.url}/v1/operations/${rest.body.data[0].id}`, { token: viewer });
     assert.equal(one.status, 200);
-    assert.equal(one.body.steps.length, 5);
+    assert.deepEqual(
+      one.body.steps.map((step: { name: string }) => step.name),
+      PROVISION_STEPS,
+    );
     assert.equal(
       (await call(`${app.url}/v1/operations/${rest.body.data[0].id}`, { token: outsider })).status,
       404,

@@ -57,6 +57,8 @@ const serverOf = (route: string, caller: Caller) => servers.get(`${route}:${call
 let operationId: string;
 let othersTokenId: string;
 const unpaidOrders = new Map<Caller, string>();
+/** A running fleet upgrade, made in `before`, that the staff rows read and stop. */
+let fleetUpgradeId: string;
 
 before(async () => {
   database = await makeTestDatabase();
@@ -167,6 +169,12 @@ before(async () => {
     });
     unpaidOrders.set(caller, placed.body.id);
   }
+  const ops = await database.db.user.findFirstOrThrow({ where: { staffRole: 'ops' } });
+  fleetUpgradeId = (
+    await database.db.fleetUpgrade.create({
+      data: { targetVersion: 'v4.5.12', waveSize: 10, status: 'running', createdById: ops.id },
+    })
+  ).id;
 });
 
 after(async () => {
@@ -642,6 +650,28 @@ const ROUTES: Route[] = [
       owner: 200,
       staff: 200,
     },
+  },
+  {
+    name: 'list fleet upgrades (staff)',
+    request: () => ({ path: '/v1/fleet-upgrades' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
+    name: 'a fleet upgrade (staff)',
+    request: () => ({ path: `/v1/fleet-upgrades/${fleetUpgradeId}` }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
+    name: 'stop a fleet upgrade (staff)',
+    // Staff run in CALLERS order: ops stops it (200), then admin finds it stopped (409).
+    request: () => ({ path: `/v1/fleet-upgrades/${fleetUpgradeId}/stop`, method: 'POST' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, 'staff-ops': 200, 'staff-admin': 409 },
+  },
+  {
+    name: 'start a fleet upgrade (staff)',
+    // After the stop above, ops starts one (201); admin then finds one running (409).
+    request: () => ({ path: '/v1/fleet-upgrades', body: { mastodonVersion: 'v4.5.13', waveSize: 50 } }),
+    expected: { anonymous: 401, outsider: 403, member: 403, 'staff-ops': 201, 'staff-admin': 409 },
   },
 ];
 
