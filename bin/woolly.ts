@@ -14,6 +14,7 @@ import { type Logger, makeLogger } from '../core/log.ts';
 import { seedCatalog } from '../core/seed.ts';
 import { startWorker } from '../core/worker.ts';
 import { ClusterRegistrationError, listClusters, registerCluster } from '../provisioner/clusters.ts';
+import { provisionerRbacYaml } from '../provisioner/rbac.ts';
 import { PROVISIONER_CRONTAB } from '../provisioner/index.ts';
 import { provisionerTasks } from '../provisioner/tasks.ts';
 
@@ -244,6 +245,22 @@ cluster
     }
     await db.$disconnect();
     await database.embedded?.release();
+  });
+cluster
+  .command('rbac')
+  .description('print the provisioner’s ClusterRole and its binding, for kubectl apply -f -')
+  .option('--service-account <namespace/name>', 'bind a ServiceAccount', 'woolly-system/woolly-provisioner')
+  .option('--user <name>', 'bind a user instead (e.g. a token or certificate identity)')
+  .action((options: { serviceAccount: string; user?: string }) => {
+    const [namespace, name] = options.serviceAccount.split('/');
+    if (!options.user && (!namespace || !name)) fail('--service-account must be <namespace>/<name>');
+    process.stdout.write(
+      provisionerRbacYaml(
+        options.user
+          ? { kind: 'User', name: options.user }
+          : { kind: 'ServiceAccount', name: name ?? '', namespace: namespace ?? '' },
+      ),
+    );
   });
 
 await program

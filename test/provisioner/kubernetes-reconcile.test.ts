@@ -20,11 +20,13 @@ import { call, startTestApp, type TestApp } from '../support/app.ts';
 import { adminUrl, makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
 import {
+  bindProvisionerRole,
   finishJob,
   finishRollouts,
   installCertificateCrd,
   jobsOf,
   type KubeApiServer,
+  kubeconfigFor,
   kubeRequest,
   kubeSkipReason,
   startKubeApiServer,
@@ -41,6 +43,8 @@ const deps = () => ({ db: database.db, box, log });
 let instanceId: string;
 let app: TestApp;
 let staffToken: string;
+/** The provisioner's own identity: a token user bound only to the ClusterRole `woolly cluster rbac` prints. */
+const PROVISIONER = 'woolly-provisioner';
 const ownerEmail = 'Ada.Lovelace@example.org';
 // Orders get the configured default, v4.5.11; these are the upgrades.
 const NEXT_VERSION = 'v4.5.12';
@@ -49,14 +53,15 @@ const LATER_VERSION = 'v4.5.13';
 before(
   async () => {
     if (skip) return;
-    server = await startKubeApiServer();
+    server = await startKubeApiServer({ users: [{ name: PROVISIONER }] });
     await installCertificateCrd(server);
+    await bindProvisionerRole(server, PROVISIONER);
     database = await makeTestDatabase();
     await registerCluster(database.db, box, {
       name: 'test-apiserver',
       region: 'local',
       capacity: 5,
-      kubeconfig: server.kubeconfigYaml,
+      kubeconfig: kubeconfigFor(server, PROVISIONER),
       databaseAdminUrl: adminUrl(),
     });
     // The order comes in through the API, as a customer's would; staff orders are paid at once.
@@ -103,6 +108,22 @@ const web = async () => {
 const instanceRow = () => database.db.instance.findUniqueOrThrow({ where: { id: instanceId } });
 
 describe('provisioning onto a real API server and database', { skip }, () => {
+  it('acts as a provisioner that may manage servers and nothing else', async () => {
+    const as = (method: string, path: string, body?: unknown) =>
+      kubeRequest({ ...server, adminToken: server.tokens[PROVISIONER] ?? '' }, method, path, body);
+    assert.equal((await as('GET', '/api/v1/namespaces')).status, 200);
+    assert.equal((await as('GET', '/api/v1/pods')).status, 403, 'no pods');
+    assert.equal((await as('GET', '/api/v1/nodes')).status, 403, 'no nodes');
+    const escalate = await as('POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'take-over' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: PROVISIONER }],
+    });
+    assert.equal(escalate.status, 403, 'no RBAC changes');
+  });
+
   it('applies the config and makes the database, then waits for the pre-deployment migration', async () => {
     const result = await reconcileInstance(deps(), instanceId);
     assert.equal(result.state, 'waiting');

@@ -15,6 +15,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { provisionerRbac } from '../../provisioner/rbac.ts';
 
 export interface KubeApiServer {
   /** `https://127.0.0.1:<port>` */
@@ -333,6 +334,25 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
   } catch (error) {
     await release();
     throw error;
+  }
+}
+
+/** A kubeconfig for the extra token user `name` (see `startKubeApiServer({ users })`). */
+export function kubeconfigFor(server: KubeApiServer, name: string): string {
+  const userToken = server.tokens[name];
+  if (!userToken) throw new Error(`no token user ${name} on this API server`);
+  return kubeconfig(server.url, server.caCert, userToken);
+}
+
+/**
+ * Binds the provisioner's ClusterRole (provisioner/rbac.ts, as `woolly cluster rbac` prints it)
+ * to the token user `name`, as an operator would apply it on a real cluster.
+ */
+export async function bindProvisionerRole(server: KubeApiServer, name: string): Promise<void> {
+  for (const object of provisionerRbac({ kind: 'User', name })) {
+    const plural = object.kind === 'ClusterRole' ? 'clusterroles' : 'clusterrolebindings';
+    const created = await kubeRequest(server, 'POST', `/apis/rbac.authorization.k8s.io/v1/${plural}`, object);
+    assert.equal(created.status, 201, JSON.stringify(created.body));
   }
 }
 
