@@ -14,8 +14,8 @@ import { type Logger, makeLogger } from '../core/log.ts';
 import { seedCatalog } from '../core/seed.ts';
 import { startWorker } from '../core/worker.ts';
 import { ClusterRegistrationError, listClusters, registerCluster } from '../provisioner/clusters.ts';
-import { provisionerRbacYaml } from '../provisioner/rbac.ts';
 import { PROVISIONER_CRONTAB } from '../provisioner/index.ts';
+import { provisionerRbacYaml } from '../provisioner/rbac.ts';
 import { provisionerTasks } from '../provisioner/tasks.ts';
 
 /** Stops the process with one clear line; no stack trace for a mistake the user can fix. */
