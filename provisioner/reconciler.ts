@@ -38,6 +38,8 @@ const RECONCILED: readonly InstanceStatus[] = ['provisioning', 'updating', 'susp
 interface InstanceSpec {
   suspended?: boolean;
   suspendReason?: string | null;
+  /** The region the order asked for; any when absent. */
+  region?: string;
 }
 
 /**
@@ -227,7 +229,7 @@ async function reconcile(deps: ReconcilerDeps, instanceId: string): Promise<void
 
   await step('placement', async () => {
     if (instance.clusterId) return { outcome: 'skipped', detail: 'already placed' };
-    const cluster = await placeInstance(db, instanceId);
+    const cluster = await placeInstance(db, instanceId, spec.region);
     return { outcome: 'succeeded', detail: `placed on cluster ${cluster.name}` };
   });
   const placed = await db.instance.findUniqueOrThrow({
@@ -575,12 +577,16 @@ export async function markBackupFailed(
 }
 
 /**
- * Picks a cluster with room left, fullest first so clusters fill before new ones are used.
- * Once any real cluster is registered, the dry-run cluster is never chosen: a paying server
- * must not end up rendered into a store because the real clusters are full.
+ * Picks a cluster with room left in `region` (any region when undefined), fullest first so
+ * clusters fill before new ones are used. Once any real cluster is registered, the dry-run
+ * cluster is never chosen: a paying server must not end up rendered into a store because the
+ * real clusters are full. With no room, placement fails and the job retries with backoff, so a
+ * cluster added or freed meanwhile is used; the instance fails once the attempts run out.
  */
-async function placeInstance(db: Db, instanceId: string) {
+async function placeInstance(db: Db, instanceId: string, region: string | undefined) {
   return db.$transaction(async (tx) => {
+    // One placement at a time, so two never both take a cluster's last place.
+    await tx.$executeRaw`lock table "Cluster" in share row exclusive mode`;
     const clusters = await tx.cluster.findMany({
       include: { _count: { select: { instances: { where: { status: { not: 'deleted' } } } } } },
       orderBy: { name: 'asc' },
@@ -588,10 +594,15 @@ async function placeInstance(db: Db, instanceId: string) {
     const real = clusters.some((cluster) => cluster.target === 'kubernetes');
     const withRoom = clusters
       .filter((cluster) => !real || cluster.target === 'kubernetes')
+      .filter((cluster) => region === undefined || cluster.region === region)
       .filter((cluster) => cluster._count.instances < cluster.capacity)
       .sort((a, b) => b._count.instances - a._count.instances);
     const cluster = withRoom[0];
-    if (!cluster) throw new Error('no cluster has room for another instance');
+    if (!cluster) {
+      throw new Error(
+        `no cluster${region === undefined ? '' : ` in region ${region}`} has room for another instance`,
+      );
+    }
     await tx.instance.update({ where: { id: instanceId }, data: { clusterId: cluster.id } });
     return cluster;
   });

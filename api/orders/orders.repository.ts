@@ -26,6 +26,8 @@ export interface OrderFacts {
   addons: { id: string; code: string; priceMinor: number }[];
   /** Hostnames the organization has verified (custom domains). */
   verifiedDomains: string[];
+  /** Regions placement may choose from: those of the real clusters, or of any when none is real. */
+  regions: string[];
 }
 
 const FACTS = `
@@ -39,7 +41,10 @@ const FACTS = `
          coalesce((select json_agg(json_build_object('id', id, 'code', code, 'priceMinor', "priceMinor"))
                      from "AddonType" where code = any($4::text[]) and active), '[]') as addons,
          coalesce((select array_agg(hostname) from "CustomDomain"
-                    where "organizationId" = $1::uuid and "verifiedAt" is not null), '{}') as "verifiedDomains"`;
+                    where "organizationId" = $1::uuid and "verifiedAt" is not null), '{}') as "verifiedDomains",
+         coalesce((select array_agg(distinct region) from "Cluster"
+                    where target = 'kubernetes'
+                       or not exists (select 1 from "Cluster" where target = 'kubernetes')), '{}') as regions`;
 
 export async function readOrderFacts(
   pool: pg.Pool,
@@ -68,6 +73,8 @@ export function orderInsertStatements(order: {
   planId: string;
   domain: string;
   mastodonVersion: string;
+  /** Where the server must be placed; null for any region. */
+  region: string | null;
   addonCodes: string[];
   addonTypeIds: string[];
   paid: boolean;
@@ -81,7 +88,7 @@ export function orderInsertStatements(order: {
       text: `insert into "Instance" (id, "organizationId", "planId", domain, "mastodonVersion", status, spec,
                                      "createdAt", "updatedAt")
              values ($1::uuid, $2::uuid, $3::uuid, $4::text, $5::text, $6::"InstanceStatus",
-                     '{}'::jsonb, $7::timestamptz, $7::timestamptz)
+                     jsonb_strip_nulls(jsonb_build_object('region', $8::text)), $7::timestamptz, $7::timestamptz)
              returning 1`,
       values: [
         order.instanceId,
@@ -91,6 +98,7 @@ export function orderInsertStatements(order: {
         order.mastodonVersion,
         order.paid ? 'provisioning' : 'pending_payment',
         order.at,
+        order.region,
       ],
     },
     {

@@ -21,6 +21,7 @@ export interface CreateOrderInput {
   organizationId: string;
   plan: string;
   domain: string;
+  region?: string;
   addons: string[];
 }
 
@@ -53,6 +54,16 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
       errors: addonErrors,
     });
   }
+  if (input.region !== undefined && !facts.regions.includes(input.region)) {
+    throw new AppError('unprocessable', `No cluster runs in region "${input.region}".`, {
+      errors: [
+        {
+          field: 'region',
+          message: `Unknown region; servers run in: ${[...facts.regions].sort().join(', ') || 'none yet'}.`,
+        },
+      ],
+    });
+  }
   const totalMinor = plan.priceMinor + facts.addons.reduce((sum, addon) => sum + addon.priceMinor, 0);
   const paid = deps.config.billingProvider === 'none' && isStaff(ctx.actor);
   const at = new Date();
@@ -73,6 +84,7 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
       ...order,
       planId: plan.id,
       mastodonVersion: deps.config.mastodonVersion,
+      region: input.region ?? null,
       addonTypeIds: facts.addons.map((addon) => addon.id),
       paid,
       createdById: ctx.actor.userId,

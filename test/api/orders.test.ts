@@ -79,6 +79,18 @@ describe('POST /v1/orders refuses bad input with problem+json and writes nothing
       'unprocessable',
     ],
     [
+      'a region no cluster runs in',
+      () => ({ token: customer.token, body: order({ region: 'mars-1' }) }),
+      422,
+      'unprocessable',
+    ],
+    [
+      'a region that is not a region name',
+      () => ({ token: customer.token, body: order({ region: 'EU Central' }) }),
+      400,
+      'validation_failed',
+    ],
+    [
       'an unknown add-on',
       () => ({ token: customer.token, body: order({ addons: ['bitcoin_miner'] }) }),
       422,
@@ -150,6 +162,19 @@ describe('POST /v1/orders refuses bad input with problem+json and writes nothing
       response.body.errors.map((error: { field: string }) => error.field),
       ['addons.0', 'addons.1'],
     );
+  });
+
+  test('an order may name the region of a cluster; the instance keeps it for placement', async () => {
+    const inRegion = await call(`${app.url}/v1/orders`, {
+      token: customer.token,
+      body: order({ region: 'local' }),
+    });
+    assert.equal(inRegion.status, 201, JSON.stringify(inRegion.body));
+    const anywhere = await call(`${app.url}/v1/orders`, { token: customer.token, body: order() });
+    assert.equal(anywhere.status, 201);
+    const spec = async (id: string) => (await database.db.instance.findUniqueOrThrow({ where: { id } })).spec;
+    assert.deepEqual(await spec(inRegion.body.instanceId), { region: 'local' });
+    assert.deepEqual(await spec(anywhere.body.instanceId), {});
   });
 
   test('a duplicate domain → 409 domain_unavailable, and the first order stands alone', async () => {

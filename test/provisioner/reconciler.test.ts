@@ -23,7 +23,7 @@ after(async () => {
   await database.release();
 });
 
-async function provisioningInstance(planCode = 'community'): Promise<string> {
+async function provisioningInstance(planCode = 'community', spec: object = {}): Promise<string> {
   const { db } = database;
   const { userId } = await createUserWithToken(db);
   const organizationId = await createOrganization(db, userId);
@@ -35,7 +35,7 @@ async function provisioningInstance(planCode = 'community'): Promise<string> {
       domain: `r${Math.random().toString(36).slice(2, 10)}.woolly.test`,
       mastodonVersion: 'v4.5.11',
       status: 'provisioning',
-      spec: { addons: [] },
+      spec,
     },
   });
   return instance.id;
@@ -202,4 +202,23 @@ test('two reconcilers racing on one instance leave one set of secrets and one ru
   assert.ok(results.some((result) => result.status === 'fulfilled'));
   assert.equal(await db.secretRecord.count({ where: { instanceId } }), INSTANCE_SECRET_NAMES.length);
   assert.equal((await db.instance.findUniqueOrThrow({ where: { id: instanceId } })).status, 'running');
+});
+
+test('placement honours the ordered region and never overfills a cluster, even when placements race', async () => {
+  const { db } = database;
+  const [north, south] = await Promise.all(
+    ['north', 'south'].map((region) =>
+      db.cluster.create({ data: { name: `dry-${region}`, target: 'dry_run', region, capacity: 2 } }),
+    ),
+  );
+  const ids = await Promise.all(
+    Array.from({ length: 3 }, () => provisioningInstance('community', { region: 'south' })),
+  );
+  const results = await Promise.allSettled(ids.map((id) => reconcileInstance({ db, box, log }, id)));
+  const placed = await db.instance.findMany({ where: { id: { in: ids } }, select: { clusterId: true } });
+  assert.equal(placed.filter((row) => row.clusterId === south?.id).length, 2, 'south filled to capacity');
+  assert.equal(placed.filter((row) => row.clusterId === north?.id).length, 0, 'never another region');
+  const refused = results.filter((result) => result.status === 'rejected');
+  assert.equal(refused.length, 1);
+  assert.match(String((refused[0] as PromiseRejectedResult).reason), /no cluster in region south has room/);
 });
