@@ -350,6 +350,13 @@ async function reconcile(deps: ReconcilerDeps, instanceId: string): Promise<void
       detail: scaledDown ? 'scaled to zero' : 'every workload runs the new spec',
     };
   });
+  await step('apply-route', async () => {
+    const { applied } = await target.apply(instanceId, generation, phase('route'));
+    return {
+      outcome: 'succeeded',
+      detail: `applied ${applied} objects: traffic goes to ${scaledDown ? 'the maintenance page' : 'the server'}`,
+    };
+  });
   await step('post-migrate', () => runJob('post-migrate'));
   if (instance.status === 'provisioning') await step('owner-account', () => runJob('owner-account'));
   await step('prune', async () => {

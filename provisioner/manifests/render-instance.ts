@@ -91,11 +91,17 @@ export interface WorkloadSizing {
 
 const MASTODON_UID = 991;
 const REDIS_IMAGE = 'docker.io/library/redis:7.4-alpine';
+// Serves the maintenance page of a suspended server; runs as any non-root user.
+const MAINTENANCE_IMAGE = 'docker.io/nginxinc/nginx-unprivileged:1.27-alpine';
+const MAINTENANCE_SIZE: PodSize = {
+  requests: { cpuMillicores: 10, memoryMib: 16 },
+  limits: { cpuMillicores: 50, memoryMib: 32 },
+};
 const INGRESS_CONTROLLER_NAMESPACE = 'ingress-nginx';
 const ENV_CONFIG_MAP = 'mastodon-env';
 const SYSTEM_VOLUME_CLAIM = 'mastodon-system';
 const SYSTEM_MOUNT_PATH = '/opt/mastodon/public/system';
-const PORTS = { web: 3000, streaming: 4000, redis: 6379, acmeSolver: 8089 } as const;
+const PORTS = { web: 3000, streaming: 4000, redis: 6379, acmeSolver: 8089, maintenance: 8080 } as const;
 
 const LABEL = {
   partOf: 'app.kubernetes.io/part-of',
@@ -208,6 +214,7 @@ export function renderInstanceManifests(input: InstanceRenderInput): KubeObject[
     ...renderMaintenanceCronJobs(ctx),
     renderService(ctx, 'web', 'mastodon', 'web', PORTS.web, 'http'),
     renderService(ctx, 'streaming', 'mastodon', 'streaming', PORTS.streaming, 'streaming'),
+    ...(input.suspended ? renderMaintenancePage(ctx) : []),
     renderIngress(ctx),
     renderCertificate(ctx),
     // A budget over zero pods would only block node drains; a suspended server has none.
@@ -348,7 +355,7 @@ interface RenderContext {
   env: Record<string, string>;
 }
 
-type AppName = 'mastodon' | 'redis';
+type AppName = 'mastodon' | 'redis' | 'maintenance';
 
 function makeContext(input: InstanceRenderInput): RenderContext {
   if (!Number.isInteger(input.generation) || input.generation < 0) {
@@ -588,6 +595,11 @@ function renderNetworkPolicies(ctx: RenderContext): KubeObject[] {
       { matchLabels: selectorLabels(ctx, 'streaming') },
       PORTS.streaming,
     ),
+    fromIngressController(
+      'allow-ingress-to-maintenance',
+      { matchLabels: selectorLabels(ctx, 'maintenance') },
+      PORTS.maintenance,
+    ),
     // cert-manager's HTTP-01 solver runs in this namespace and is reached through the ingress controller.
     fromIngressController(
       'allow-ingress-to-acme-solver',
@@ -761,7 +773,8 @@ function deployment(
     kind: 'Deployment',
     metadata: metadata(ctx, options.name, { component: options.component, app: options.app }),
     spec: {
-      replicas: ctx.input.suspended ? 0 : options.replicas,
+      // The maintenance page is the one workload of a suspended server.
+      replicas: ctx.input.suspended && options.app !== 'maintenance' ? 0 : options.replicas,
       revisionHistoryLimit: 3,
       selector: { matchLabels: selectorLabels(ctx, options.component) },
       strategy: options.strategy,
@@ -912,9 +925,11 @@ function taskPodSpec(
 /**
  * In which step the reconciler applies an object on a real cluster: `config` first (with the
  * pre-deployment migration, which must finish before the new image rolls out), then
- * `workloads`, then after the rollout the post-deployment migration, then the owner account.
+ * `workloads`; after their rollout the `route` (the Ingress and its certificate, so traffic
+ * moves only to pods that are ready: back from the maintenance page on resume), then the
+ * post-deployment migration, then the owner account.
  */
-export type ApplyPhase = 'config' | 'pre-migrate' | 'workloads' | 'post-migrate' | 'owner-account';
+export type ApplyPhase = 'config' | 'pre-migrate' | 'workloads' | 'route' | 'post-migrate' | 'owner-account';
 
 const JOB_PHASES: Record<string, ApplyPhase> = {
   'db-migrate': 'pre-migrate',
@@ -926,6 +941,7 @@ export function applyPhaseOf(object: KubeObject): ApplyPhase {
   const component = object.metadata.labels?.[LABEL.component] ?? '';
   if (object.kind === 'Job') return JOB_PHASES[component] ?? 'config';
   if (object.kind === 'CronJob') return 'workloads';
+  if (object.kind === 'Ingress' || object.kind === 'Certificate') return 'route';
   if (object.kind === 'Deployment' && object.metadata.labels?.[LABEL.name] === 'mastodon') return 'workloads';
   return 'config';
 }
@@ -1093,15 +1109,108 @@ function renderIngress(ctx: RenderContext): KubeObject {
         {
           host: ctx.input.domain,
           http: {
-            paths: [
-              { path: '/api/v1/streaming', pathType: 'Prefix', backend: backend('streaming', 'streaming') },
-              { path: '/', pathType: 'Prefix', backend: backend('web', 'http') },
-            ],
+            // Suspended, every path gets the maintenance page (a 503) instead of a bare gateway error.
+            paths: ctx.input.suspended
+              ? [{ path: '/', pathType: 'Prefix', backend: backend('maintenance', 'http') }]
+              : [
+                  {
+                    path: '/api/v1/streaming',
+                    pathType: 'Prefix',
+                    backend: backend('streaming', 'streaming'),
+                  },
+                  { path: '/', pathType: 'Prefix', backend: backend('web', 'http') },
+                ],
           },
         },
       ],
     },
   };
+}
+
+/**
+ * What a suspended server shows: a small nginx answering every request with a 503 page that
+ * says the server is paused and its data kept, so visitors and other servers get a clear
+ * answer (and a Retry-After) rather than a gateway error. Its own nginx.conf keeps every
+ * writable path under /tmp, so the root filesystem stays read-only.
+ */
+function renderMaintenancePage(ctx: RenderContext): KubeObject[] {
+  const html = [
+    '<!doctype html>',
+    '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">',
+    `<title>${ctx.input.domain} is paused</title></head>`,
+    '<body style="font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem">',
+    `<h1>${ctx.input.domain} is paused</h1>`,
+    '<p>This Mastodon server is paused by its host. Its posts, accounts and media are kept while it is paused.</p>',
+    '</body></html>',
+    '',
+  ].join('\n');
+  const nginx = [
+    'worker_processes 1;',
+    'pid /tmp/nginx.pid;',
+    'error_log /dev/stderr warn;',
+    'events { worker_connections 256; }',
+    'http {',
+    '  access_log off;',
+    '  client_body_temp_path /tmp/body;',
+    '  proxy_temp_path /tmp/proxy;',
+    '  fastcgi_temp_path /tmp/fastcgi;',
+    '  uwsgi_temp_path /tmp/uwsgi;',
+    '  scgi_temp_path /tmp/scgi;',
+    '  server {',
+    `    listen ${PORTS.maintenance};`,
+    '    root /usr/share/nginx/maintenance;',
+    '    error_page 503 /index.html;',
+    '    location = /index.html { internal; default_type text/html; add_header Retry-After 3600 always; }',
+    '    location = /health { access_log off; return 200; }',
+    '    location / { return 503; }',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+  const page = container(ctx, {
+    app: 'maintenance',
+    name: 'nginx',
+    image: MAINTENANCE_IMAGE,
+    args: ['nginx', '-c', '/etc/nginx/maintenance/nginx.conf', '-g', 'daemon off;'],
+    size: MAINTENANCE_SIZE,
+    ports: [{ name: 'http', containerPort: PORTS.maintenance }],
+    probes: { readinessProbe: httpProbe('/health', 'http') },
+  });
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: metadata(ctx, 'maintenance-page', { component: 'maintenance', app: 'maintenance' }),
+      data: { 'index.html': html, 'nginx.conf': nginx },
+    },
+    deployment(ctx, {
+      name: 'maintenance',
+      component: 'maintenance',
+      app: 'maintenance',
+      replicas: 1,
+      strategy: recreate(),
+      pod: podSpec(
+        [
+          {
+            ...page,
+            securityContext: { ...(page.securityContext as object), readOnlyRootFilesystem: true },
+            volumeMounts: [
+              { name: 'page', mountPath: '/usr/share/nginx/maintenance', readOnly: true },
+              { name: 'page', mountPath: '/etc/nginx/maintenance', readOnly: true },
+              { name: 'tmp', mountPath: '/tmp' },
+            ],
+          },
+        ],
+        {
+          volumes: [
+            { name: 'page', configMap: { name: 'maintenance-page' } },
+            { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '8Mi' } },
+          ],
+        },
+      ),
+    }),
+    renderService(ctx, 'maintenance', 'maintenance', 'maintenance', PORTS.maintenance, 'http'),
+  ];
 }
 
 function renderCertificate(ctx: RenderContext): KubeObject {

@@ -17,7 +17,14 @@ export function redactObject(object: KubeObject): KubeObject {
   return redacted;
 }
 
-const PHASES: readonly ApplyPhase[] = ['config', 'pre-migrate', 'workloads', 'post-migrate', 'owner-account'];
+const PHASES: readonly ApplyPhase[] = [
+  'config',
+  'pre-migrate',
+  'workloads',
+  'route',
+  'post-migrate',
+  'owner-account',
+];
 
 /** Objects are listed in the order a cluster gets them: by phase, then as rendered. */
 const positionOf = (object: KubeObject, index: number) => PHASES.indexOf(applyPhaseOf(object)) * 1000 + index;

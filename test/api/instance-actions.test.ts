@@ -74,6 +74,11 @@ const deployments = async (id: string) =>
       .map((object) => [object.metadata.name, object.spec?.replicas]),
   );
 
+/** Every workload at zero replicas, and the maintenance page up in their place. */
+const scaledToZero = (replicas: Record<string, number | undefined>) =>
+  Object.entries(replicas).every(([name, count]) => count === (name === 'maintenance' ? 1 : 0)) &&
+  replicas.maintenance === 1;
+
 /** Every table a refused change could touch, in one string. */
 async function snapshot(instanceId: string): Promise<string> {
   const { db } = database;
@@ -299,12 +304,16 @@ describe('suspend and resume (staff)', () => {
     const after = await get(id);
     assert.equal(after.body.status, 'suspended');
     assert.equal(after.body.statusReason, 'suspended: abuse report 42');
-    assert.ok(Object.values(await deployments(id)).every((replicas) => replicas === 0));
+    assert.ok(scaledToZero(await deployments(id)));
     assert.equal(
       (await manifests(id)).length,
-      objectsBefore - 4,
-      'all but the disruption budget, the migration Jobs (run again on resume) and the owner Job stay',
+      objectsBefore - 4 + 3,
+      'all but the disruption budget, the migration Jobs (run again on resume) and the owner Job stay, and the maintenance page is added',
     );
+    const ingress = (await manifests(id)).find((object) => object.kind === 'Ingress') as unknown as {
+      spec: { rules: { http: { paths: { backend: { service: { name: string } } }[] } }[] };
+    };
+    assert.equal(ingress.spec.rules[0]?.http.paths[0]?.backend.service.name, 'maintenance');
     assert.equal(
       (await call(`${app.url}/v1/instances/${id}/suspend`, { method: 'POST', token: staff })).status,
       409,
@@ -339,7 +348,7 @@ describe('delete with a grace period', () => {
     await reconcileInstance(reconcilerDeps(), id);
     const stopped = await get(id);
     assert.equal(stopped.body.status, 'deleting', 'stays deleting while the grace period runs');
-    assert.ok(Object.values(await deployments(id)).every((replicas) => replicas === 0));
+    assert.ok(scaledToZero(await deployments(id)));
 
     const restored = await call(`${app.url}/v1/instances/${id}/restore`, {
       method: 'POST',

@@ -165,9 +165,9 @@ test('an order becomes a running dry-run server, with every arrow recorded', asy
     assert.ok(index >= 0, `${prefix} is listed`);
     return index;
   };
-  assert.ok(at('Ingress/mastodon') < at('Job/db-migrate'));
   assert.ok(at('Job/db-migrate') < at('Deployment/web'));
-  assert.ok(at('Deployment/sidekiq') < at('Job/db-post-migrate'));
+  assert.ok(at('Deployment/sidekiq') < at('Ingress/mastodon'), 'traffic once the workloads run');
+  assert.ok(at('Ingress/mastodon') < at('Job/db-post-migrate'));
   assert.equal(at('Job/owner-account'), applyOrder.length - 1);
   for (const name of ['web', 'streaming', 'sidekiq'])
     assert.ok(manifest('Deployment', name), `Deployment ${name}`);

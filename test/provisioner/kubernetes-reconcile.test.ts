@@ -130,12 +130,6 @@ describe('provisioning onto a real API server and database', { skip }, () => {
     assert.match(result.state === 'waiting' ? result.detail : '', /Job db-migrate-[0-9a-f]{10}: 0 running/);
     const namespace = namespaceFor(instanceId);
     assert.equal(await web(), null, 'no workload before the migration has run');
-    const certificate = await kubeRequest(
-      server,
-      'GET',
-      `/apis/cert-manager.io/v1/namespaces/${namespace}/certificates`,
-    );
-    assert.equal((certificate.body.items as unknown[]).length, 1);
 
     const name = namespace.replaceAll('-', '_');
     const { values } = await ensureInstanceSecrets(database.db, box, instanceId);
@@ -228,8 +222,16 @@ describe('provisioning onto a real API server and database', { skip }, () => {
     assert.equal(instance.statusReason, null, 'really running, not in dry-run');
     assert.equal(instance.cluster.name, 'test-apiserver');
     assert.equal(instance.observedGeneration, instance.generation);
-    assert.deepEqual((await stepsOf()).slice(-4), [
+    // Routed, with its certificate, only once the workloads run.
+    const certificate = await kubeRequest(
+      server,
+      'GET',
+      `/apis/cert-manager.io/v1/namespaces/${namespace}/certificates`,
+    );
+    assert.equal((certificate.body.items as unknown[]).length, 1);
+    assert.deepEqual((await stepsOf()).slice(-5), [
       ['rollout', 'succeeded'],
+      ['apply-route', 'succeeded'],
       ['post-migrate', 'succeeded'],
       ['owner-account', 'succeeded'],
       ['prune', 'succeeded'],
@@ -283,6 +285,62 @@ describe('provisioning onto a real API server and database', { skip }, () => {
     );
   });
 
+  it('suspends to the maintenance page and resumes behind a finished rollout', async () => {
+    const namespace = namespaceFor(instanceId);
+    const ingressBackend = async () => {
+      const ingress = await kubeRequest(
+        server,
+        'GET',
+        `/apis/networking.k8s.io/v1/namespaces/${namespace}/ingresses/mastodon`,
+      );
+      return (
+        ingress.body as {
+          spec: { rules: { http: { paths: { backend: { service: { name: string } } }[] } }[] };
+        }
+      ).spec.rules[0]?.http.paths.map((path) => path.backend.service.name);
+    };
+    const replicas = async (name: string) => {
+      const read = await kubeRequest(
+        server,
+        'GET',
+        `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`,
+      );
+      return read.status === 200 ? (read.body as { spec: { replicas: number } }).spec.replicas : null;
+    };
+    const suspended = await call(`${app.url}/v1/instances/${instanceId}/suspend`, {
+      token: staffToken,
+      body: { reason: 'unpaid' },
+    });
+    assert.equal(suspended.status, 202, JSON.stringify(suspended.body));
+    assert.equal((await reconcileInstance(deps(), instanceId)).state, 'waiting', 'for the pods to stop');
+    // Stand-in for the Deployment controller and kubelets.
+    await finishRollouts(server, namespace);
+    assert.deepEqual(await reconcileInstance(deps(), instanceId), { state: 'done' });
+    assert.equal((await instanceRow()).status, 'suspended');
+    assert.equal(await replicas('web'), 0);
+    assert.equal(await replicas('maintenance'), 1);
+    assert.deepEqual(await ingressBackend(), ['maintenance']);
+
+    const resumed = await call(`${app.url}/v1/instances/${instanceId}/resume`, {
+      method: 'POST',
+      token: staffToken,
+    });
+    assert.equal(resumed.status, 202, JSON.stringify(resumed.body));
+    assert.equal((await reconcileInstance(deps(), instanceId)).state, 'waiting');
+    assert.equal(await replicas('web'), 2);
+    assert.deepEqual(
+      await ingressBackend(),
+      ['maintenance'],
+      'visitors keep the page until the pods are ready',
+    );
+    // Stand-in for the Deployment controller and kubelets.
+    await finishRollouts(server, namespace);
+    assert.deepEqual(await reconcileInstance(deps(), instanceId), { state: 'done' });
+    assert.equal((await instanceRow()).status, 'running');
+    assert.deepEqual(await ingressBackend(), ['streaming', 'web']);
+    assert.equal(await replicas('maintenance'), null, 'the page is pruned');
+  });
+
   it('a failed migration fails the server at once, and a staff retry runs it afresh', async () => {
     const namespace = namespaceFor(instanceId);
     const before = await instanceRow();
@@ -293,8 +351,11 @@ describe('provisioning onto a real API server and database', { skip }, () => {
       body: { mastodonVersion: LATER_VERSION },
     });
     assert.equal(patched.status, 202, JSON.stringify(patched.body));
+    const earlier = await jobsOf(server, namespace, 'db-migrate');
     await reconcileInstance(deps(), instanceId);
-    const migration = (await jobsOf(server, namespace, 'db-migrate')).at(-1) ?? '';
+    const [migration = ''] = (await jobsOf(server, namespace, 'db-migrate')).filter(
+      (name) => !earlier.includes(name),
+    );
     await finishJob(server, namespace, migration, 'Failed');
     await assert.rejects(reconcileInstance(deps(), instanceId), (error: Error & { retryable?: boolean }) => {
       assert.match(error.message, /Job db-migrate-[0-9a-f]{10} failed: BackoffLimitExceeded/);

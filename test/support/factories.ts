@@ -47,6 +47,7 @@ export const PROVISION_STEPS = [
   'pre-migrate',
   'apply-workloads',
   'rollout',
+  'apply-route',
   'post-migrate',
   'owner-account',
   'prune',

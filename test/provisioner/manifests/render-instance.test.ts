@@ -70,6 +70,10 @@ function variants(): { name: string; input: InstanceRenderInput }[] {
       }),
     },
     {
+      name: `${plan.code}, suspended`,
+      input: makeInput({ planCode: plan.code, limits: { ...plan.limits }, suspended: true }),
+    },
+    {
       name: `${plan.code}, object storage and search`,
       input: makeInput({
         planCode: plan.code,
@@ -779,7 +783,13 @@ describe('renderInstanceManifests', () => {
     );
     const deployments = ofKind(suspended, 'Deployment');
     assert.ok(deployments.length >= 4);
-    for (const object of deployments) assert.equal(object.spec.replicas, 0, object.metadata.name);
+    for (const object of deployments) {
+      assert.equal(
+        object.spec.replicas,
+        object.metadata.name === 'maintenance' ? 1 : 0,
+        object.metadata.name,
+      );
+    }
     const cronJobs = ofKind(suspended, 'CronJob');
     assert.ok(cronJobs.length > 0);
     for (const object of cronJobs) assert.equal(object.spec.suspend, true, object.metadata.name);
@@ -787,11 +797,43 @@ describe('renderInstanceManifests', () => {
     const kinds = (objects: KubeObject[]) =>
       objects.map((object) => `${object.kind}/${object.metadata.name}`);
     assert.ok(kinds(running).some((kind) => kind.startsWith('PodDisruptionBudget/')));
+    const maintenance = ['ConfigMap/maintenance-page', 'Deployment/maintenance', 'Service/maintenance'];
     assert.deepEqual(
-      kinds(suspended),
+      kinds(suspended).filter((kind) => !maintenance.includes(kind)),
       kinds(running).filter((kind) => !kind.startsWith('PodDisruptionBudget/') && !kind.startsWith('Job/')),
-      'the same objects but the disruption budget and the migrations, which run on resume',
+      'the same objects but the disruption budget and the migrations (they run on resume)',
     );
+    assert.deepEqual(
+      maintenance.filter((kind) => kinds(suspended).includes(kind)),
+      maintenance,
+      'and the maintenance page',
+    );
+    assert.ok(!kinds(running).some((kind) => maintenance.includes(kind)));
+  });
+
+  it('shows a suspended server’s visitors a maintenance page: a 503 from a read-only nginx', () => {
+    const suspended = renderInstanceManifests(makeInput({ suspended: true }));
+    const page = find(suspended, 'Deployment', 'maintenance');
+    assert.equal(page.spec.replicas, 1, 'the one workload still running');
+    const nginx = page.spec.template.spec.containers[0];
+    assert.equal(nginx.securityContext.readOnlyRootFilesystem, true);
+    assert.deepEqual(nginx.args, ['nginx', '-c', '/etc/nginx/maintenance/nginx.conf', '-g', 'daemon off;']);
+    const config = find(suspended, 'ConfigMap', 'maintenance-page');
+    assert.match(config.data['nginx.conf'], /location \/ \{ return 503; \}/);
+    assert.match(config.data['nginx.conf'], /pid \/tmp\/nginx\.pid;/);
+    assert.match(config.data['index.html'], /chess\.woolly\.test is paused/);
+    const ingress = find(suspended, 'Ingress', 'mastodon');
+    assert.deepEqual(ingress.spec.rules[0].http.paths, [
+      {
+        path: '/',
+        pathType: 'Prefix',
+        backend: { service: { name: 'maintenance', port: { name: 'http' } } },
+      },
+    ]);
+    const allowed = find(suspended, 'NetworkPolicy', 'allow-ingress-to-maintenance');
+    assert.deepEqual(allowed.spec.ingress[0].ports, [{ protocol: 'TCP', port: 8080 }]);
+    assert.equal(applyPhaseOf(find(suspended, 'Ingress', 'mastodon') as KubeObject), 'route');
+    assert.equal(applyPhaseOf(page as KubeObject), 'config', 'the page is up before traffic moves to it');
   });
 
   it('names each run-once Job by its spec: the same Job across spec changes, a new one for a new version', () => {
