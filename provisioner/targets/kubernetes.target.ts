@@ -1,17 +1,22 @@
 /**
  * The Kubernetes adapter: applies an instance's objects to a real cluster with server-side apply
  * and prunes what is no longer rendered. Only this file talks to `@kubernetes/client-node`.
+ * Every API call has a per-request timeout and is retried a few times, with backoff, when it
+ * fails in a way a later try may not; what still fails goes to the job queue, which retries the
+ * whole reconcile with its own, longer backoff.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AbortError,
   ApiException,
+  type Configuration,
   FetchError,
   HttpMethod,
   KubeConfig,
   type KubernetesObject,
   KubernetesObjectApi,
   PatchStrategy,
+  type RequestContext,
 } from '@kubernetes/client-node';
 import { type KubeObject, namespaceFor } from '../manifests/render-instance.ts';
 import type { ClusterTarget, JobState } from './target.ts';
@@ -54,6 +59,14 @@ export interface KubernetesTargetOptions {
   kinds?: readonly KindRef[];
   /** How long `remove` waits for the namespace to be gone or Terminating (default 60 s). */
   removeTimeoutMs?: number;
+  /** How long one HTTP request to the API server may take, answer included (default 30 s). */
+  requestTimeoutMs?: number;
+  /** How many times a call is tried in all while it fails retryably (default 4). */
+  maxAttempts?: number;
+  /** The longest wait before the first retry; it doubles with each retry (default 200 ms). */
+  retryBaseMs?: number;
+  /** The longest wait before any retry, a server's Retry-After included (default 5 s). */
+  retryCapMs?: number;
 }
 
 function resolveOptions(options: KubernetesTargetOptions) {
@@ -61,6 +74,10 @@ function resolveOptions(options: KubernetesTargetOptions) {
     kinds: options.kinds ?? INSTANCE_KINDS,
     removeTimeoutMs: options.removeTimeoutMs ?? 60_000,
     pollIntervalMs: 250,
+    requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+    maxAttempts: options.maxAttempts ?? 4,
+    retryBaseMs: options.retryBaseMs ?? 200,
+    retryCapMs: options.retryCapMs ?? 5_000,
   };
 }
 
@@ -74,7 +91,10 @@ export class KubernetesApiError extends Error {
   override name = 'KubernetesApiError';
   /** HTTP status, or `undefined` when no response arrived (network error). */
   readonly status: number | undefined;
-  /** The Status `reason` (`Invalid`, `Conflict`, `NotFound`…), `NotServed` for a missing kind, `Network`. */
+  /**
+   * The Status `reason` (`Invalid`, `Conflict`, `NotFound`…), `NotServed` for a missing kind,
+   * `Network` when no answer came, `Timeout` when none came in time.
+   */
   readonly reason: string;
   readonly retryable: boolean;
 
@@ -133,7 +153,12 @@ function statusOf(body: unknown): { message?: string; reason?: string } {
  * Maps anything a client-node call threw to a KubernetesApiError. The ApiException itself is
  * not kept as `cause`: its message carries the whole response body and headers.
  */
-function toKubernetesError(error: unknown, action: string, secrets: readonly string[]): unknown {
+function toKubernetesError(
+  error: unknown,
+  action: string,
+  secrets: readonly string[],
+  requestTimeoutMs: number,
+): unknown {
   if (error instanceof KubernetesApiError) return error;
   if (error instanceof ApiException) {
     const status = error.code;
@@ -150,7 +175,16 @@ function toKubernetesError(error: unknown, action: string, secrets: readonly str
       },
     );
   }
-  if (error instanceof FetchError || error instanceof AbortError) {
+  if (error instanceof AbortError) {
+    // Only the per-request timeout aborts a request (ObjectApi.requestPromise). The server may
+    // still have done the work: every call here is safe to repeat.
+    return new KubernetesApiError(`${action}: no answer within ${requestTimeoutMs} ms`, {
+      status: undefined,
+      reason: 'Timeout',
+      retryable: true,
+    });
+  }
+  if (error instanceof FetchError) {
     // No response: the server may be restarting or the network briefly down.
     return new KubernetesApiError(redactValues(`${action}: network error: ${error.message}`, secrets), {
       status: undefined,
@@ -159,6 +193,20 @@ function toKubernetesError(error: unknown, action: string, secrets: readonly str
     });
   }
   return error;
+}
+
+/** The server's Retry-After in ms, when it sent one in seconds (with a 429, or a 503 while starting). */
+function retryAfterMsOf(error: unknown): number | undefined {
+  if (!(error instanceof ApiException)) return undefined;
+  // node-fetch hands client-node the header names in lower case.
+  const seconds = Number(error.headers['retry-after']);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+}
+
+/** For calls where a 404 is an answer (already gone, nothing there): `undefined` for it. */
+function undefinedIfNotFound(error: unknown): undefined {
+  if (error instanceof ApiException && error.code === 404) return undefined;
+  throw error;
 }
 
 function notServed(kind: KindRef, detail: string): KubernetesApiError {
@@ -170,13 +218,31 @@ function notServed(kind: KindRef, detail: string): KubernetesApiError {
 }
 
 /**
- * KubernetesObjectApi with two additions. client-node 1.4's `patch` serialises the body through
+ * KubernetesObjectApi with three additions. client-node 1.4's `patch` serialises the body through
  * its typed models, which silently drop fields whose model name differs from the JSON name
  * (`NetworkPolicy` `from`, `LimitRange` `default`): an apply without `from` would open a
- * NetworkPolicy to everyone. So `apply` sends the object as JSON, exactly as given. And
- * `findResource` exposes the discovery lookup, so a missing kind is told apart from a missing object.
+ * NetworkPolicy to everyone. So `apply` sends the object as JSON, exactly as given.
+ * `findResource` exposes the discovery lookup, so a missing kind is told apart from a missing
+ * object. And every request, discovery included, is aborted after `requestTimeoutMs`.
  */
 class ObjectApi extends KubernetesObjectApi {
+  /** Set by makeKubernetesTarget (the constructor is client-node's, called by `makeApiClient`). */
+  requestTimeoutMs = 30_000;
+
+  /**
+   * client-node 1.4 sets no timeout: a server that takes the connection and never answers would
+   * hold the call, and the job, forever. Its fetch (node-fetch) aborts on the signal, also while
+   * the body is still being read.
+   */
+  protected override requestPromise<T extends KubernetesObject>(
+    request: RequestContext,
+    type?: string,
+    options?: Configuration,
+  ): Promise<T> {
+    request.setSignal(AbortSignal.timeout(this.requestTimeoutMs));
+    return super.requestPromise(request, type, options);
+  }
+
   /** The API resource for `kind`, `undefined` when the cluster does not serve it. */
   async findResource(kind: KindRef): Promise<{ namespaced: boolean } | undefined> {
     try {
@@ -262,7 +328,46 @@ export function makeKubernetesTarget(
   const kc = new KubeConfig();
   kc.loadFromString(kubeconfigYaml);
   const api = kc.makeApiClient(ObjectApi);
+  api.requestTimeoutMs = config.requestTimeoutMs;
   const selectorFor = (instanceId: string) => `${PART_OF_LABEL}=woolly,${INSTANCE_ID_LABEL}=${instanceId}`;
+
+  /**
+   * Runs `run`, one API call (possibly several requests: discovery, then the call), tried up to
+   * `maxAttempts` times while it fails retryably: a blip (a 500, a dropped connection, a
+   * timeout, throttling) then costs a second, not a failed step and a job retry minutes later.
+   * Every call made here is safe to repeat: applies and deletes are idempotent, reads are reads.
+   * What `run` throws becomes a KubernetesApiError naming `action`, with `secrets` redacted.
+   */
+  async function call<T>(action: string, run: () => Promise<T>, secrets: readonly string[] = []): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run();
+      } catch (caught) {
+        const error = toKubernetesError(caught, action, secrets, config.requestTimeoutMs);
+        if (!(error instanceof KubernetesApiError)) throw error;
+        // A permanent error (a refused object, a missing kind, forbidden) fails the same way again.
+        if (!error.retryable || attempt >= config.maxAttempts) {
+          if (attempt === 1) throw error;
+          throw new KubernetesApiError(`${error.message} (after ${attempt} attempts)`, {
+            status: error.status,
+            reason: error.reason,
+            retryable: error.retryable,
+          });
+        }
+        await sleep(backoffMs(attempt, retryAfterMsOf(caught)));
+      }
+    }
+  }
+
+  /**
+   * The wait before retry number `attempt`: the server's Retry-After when it sent one, else
+   * "full jitter", a random wait up to a ceiling that doubles each time, so workers that failed
+   * together against one troubled server do not come back together. Never above the cap.
+   */
+  function backoffMs(attempt: number, retryAfterMs: number | undefined): number {
+    if (retryAfterMs !== undefined) return Math.min(config.retryCapMs, retryAfterMs);
+    return Math.random() * Math.min(config.retryCapMs, config.retryBaseMs * 2 ** (attempt - 1));
+  }
 
   /** The instance's objects of every served kind in `config.kinds`, found by label. */
   async function listInstanceObjects(
@@ -272,10 +377,9 @@ export function makeKubernetesTarget(
   ): Promise<KubernetesObject[]> {
     const found: KubernetesObject[] = [];
     for (const kind of kinds) {
-      const action = `list ${kind.kind} in ${namespace}`;
-      try {
+      const items = await call(`list ${kind.kind} in ${namespace}`, async () => {
         // A kind the cluster does not serve has no objects to prune or count.
-        if (!(await api.findResource(kind))) continue;
+        if (!(await api.findResource(kind))) return [];
         const list = await api.list(
           kind.apiVersion,
           kind.kind,
@@ -286,10 +390,9 @@ export function makeKubernetesTarget(
           undefined,
           selectorFor(instanceId),
         );
-        found.push(...list.items.map((item) => ({ ...item, apiVersion: kind.apiVersion, kind: kind.kind })));
-      } catch (error) {
-        throw toKubernetesError(error, action, []);
-      }
+        return list.items;
+      });
+      found.push(...items.map((item) => ({ ...item, apiVersion: kind.apiVersion, kind: kind.kind })));
     }
     return found;
   }
@@ -313,15 +416,18 @@ export function makeKubernetesTarget(
       }
 
       for (const object of objects) {
-        const action = `apply ${describe(object)}`;
-        try {
-          if (!(await api.findResource(object))) {
-            throw notServed(object, `cannot apply ${describe(object)}`);
-          }
-          await api.apply(toApplyBody(object));
-        } catch (error) {
-          throw toKubernetesError(error, action, secrets);
-        }
+        // A 409 is retried too: with force, an apply conflicts with no field manager, only with
+        // a write to the same object at the same moment, which the next try goes after.
+        await call(
+          `apply ${describe(object)}`,
+          async () => {
+            if (!(await api.findResource(object))) {
+              throw notServed(object, `cannot apply ${describe(object)}`);
+            }
+            await api.apply(toApplyBody(object));
+          },
+          secrets,
+        );
       }
 
       return { applied: objects.length };
@@ -337,14 +443,13 @@ export function makeKubernetesTarget(
       );
       for (const object of stale) {
         const ref = { kind: object.kind ?? '', metadata: { name: object.metadata?.name ?? '', namespace } };
-        try {
-          // Background: a pruned Deployment takes its pods with it.
-          await api.delete(object, undefined, undefined, undefined, undefined, 'Background');
-        } catch (error) {
-          // Already gone (deleted meanwhile): that is what pruning wanted.
-          if (error instanceof ApiException && error.code === 404) continue;
-          throw toKubernetesError(error, `prune ${describe(ref)}`, []);
-        }
+        // Background: a pruned Deployment takes its pods with it. Already gone (deleted
+        // meanwhile, or by an earlier try whose answer was lost) is what pruning wanted.
+        await call(`prune ${describe(ref)}`, () =>
+          api
+            .delete(object, undefined, undefined, undefined, undefined, 'Background')
+            .catch(undefinedIfNotFound),
+        );
       }
       return { pruned: stale.length };
     },
@@ -352,21 +457,16 @@ export function makeKubernetesTarget(
     async jobState(instanceId, name) {
       const namespace = namespaceFor(instanceId);
       const header = { apiVersion: 'batch/v1', kind: 'Job', metadata: { name, namespace } };
-      let job: KubernetesObject & { status?: JobStatus };
-      try {
-        job = await api.read(header);
-      } catch (error) {
-        throw toKubernetesError(error, `read Job ${namespace}/${name}`, []);
-      }
+      const job: KubernetesObject & { status?: JobStatus } = await call(`read Job ${namespace}/${name}`, () =>
+        api.read(header),
+      );
       const state = jobStateOf(job.status ?? {});
       if (state.state === 'failed') {
-        try {
-          await api.delete(header, undefined, undefined, undefined, undefined, 'Background');
-        } catch (error) {
-          if (!(error instanceof ApiException && error.code === 404)) {
-            throw toKubernetesError(error, `delete failed Job ${namespace}/${name}`, []);
-          }
-        }
+        await call(`delete failed Job ${namespace}/${name}`, () =>
+          api
+            .delete(header, undefined, undefined, undefined, undefined, 'Background')
+            .catch(undefinedIfNotFound),
+        );
       }
       return state;
     },
@@ -398,14 +498,8 @@ export function makeKubernetesTarget(
     async remove(instanceId) {
       const namespace = namespaceFor(instanceId);
       const header = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } };
-      const readNamespace = async (): Promise<KubernetesObject | undefined> => {
-        try {
-          return await api.read(header);
-        } catch (error) {
-          if (error instanceof ApiException && error.code === 404) return undefined;
-          throw toKubernetesError(error, `read Namespace ${namespace}`, []);
-        }
-      };
+      const readNamespace = () =>
+        call(`read Namespace ${namespace}`, () => api.read(header).catch(undefinedIfNotFound));
 
       const existing = await readNamespace();
       if (!existing) return { removed: 0 };
@@ -416,13 +510,7 @@ export function makeKubernetesTarget(
         );
       }
       const removed = (await listInstanceObjects(instanceId, namespace)).length + 1;
-      try {
-        await api.delete(header);
-      } catch (error) {
-        if (!(error instanceof ApiException && error.code === 404)) {
-          throw toKubernetesError(error, `delete Namespace ${namespace}`, []);
-        }
-      }
+      await call(`delete Namespace ${namespace}`, () => api.delete(header).catch(undefinedIfNotFound));
 
       // The namespace controller empties a Terminating namespace on its own; the deletion is
       // accepted once the server marks it so.
