@@ -196,7 +196,14 @@ cluster
     '--database-admin-url-file <file>',
     'file holding the postgres:// URL of a CREATEROLE, CREATEDB role',
   )
-  .option('--settings <file>', 'JSON of the shared services (database host, SMTP, ingress class, issuer)')
+  .option(
+    '--settings <file>',
+    'JSON of the shared services (database host, SMTP, ingress class, issuer, backups bucket)',
+  )
+  .option(
+    '--backup-credentials-file <file>',
+    'JSON {"accessKeyId", "secretAccessKey"} of the backup bucket named in the settings',
+  )
   .action(async (name: string, options: Record<string, string | number>) => {
     const { config, log } = boot();
     const read = (file: string) =>
@@ -215,6 +222,15 @@ cluster
               return JSON.parse(text) as unknown;
             } catch {
               return fail(`${options.settings} is not JSON`);
+            }
+          })
+        : undefined,
+      backupCredentials: options.backupCredentialsFile
+        ? await read(String(options.backupCredentialsFile)).then((text) => {
+            try {
+              return JSON.parse(text) as { accessKeyId: string; secretAccessKey: string };
+            } catch {
+              return fail(`${options.backupCredentialsFile} is not JSON`);
             }
           })
         : undefined,

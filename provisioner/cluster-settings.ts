@@ -8,6 +8,18 @@ export const clusterSettingsSchema = z.object({
   smtpPort: z.number().int().default(587),
   ingressClassName: z.string().default('nginx'),
   clusterIssuer: z.string().default('letsencrypt'),
+  /** Where backups go: an S3-compatible bucket; its access key is sealed apart. */
+  backups: z
+    .object({
+      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'),
+      endpoint: z.url({ protocol: /^https$/ }),
+      region: z.string().min(1),
+      prefix: z
+        .string()
+        .regex(/^[A-Za-z0-9._/-]{1,200}$/)
+        .default('woolly-backups'),
+    })
+    .optional(),
 });
 
 export type ClusterSettings = z.output<typeof clusterSettingsSchema>;

@@ -19,6 +19,13 @@ export interface ClusterRegistration {
   databaseAdminUrl: string;
   /** Shared services (cluster-settings.ts); defaults where left out. */
   settings?: unknown;
+  /** Access key of the backup bucket named in `settings.backups`. */
+  backupCredentials?: BackupCredentials;
+}
+
+export interface BackupCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
 }
 
 /** A refusal that names what to fix; the CLI prints it as its one line. */
@@ -72,6 +79,18 @@ export async function registerCluster(
       `cluster settings are invalid: ${settings.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`).join('; ')}`,
     );
   }
+  if (Boolean(settings.data.backups) !== Boolean(input.backupCredentials)) {
+    throw new ClusterRegistrationError(
+      'backups need both a bucket (settings.backups) and its access key (backup credentials), or neither',
+    );
+  }
+  const filled = (value: unknown) => typeof value === 'string' && value.trim() !== '';
+  if (
+    input.backupCredentials &&
+    !(filled(input.backupCredentials.accessKeyId) && filled(input.backupCredentials.secretAccessKey))
+  ) {
+    throw new ClusterRegistrationError('backup credentials need an accessKeyId and a secretAccessKey');
+  }
   try {
     return await db.$transaction(async (tx) => {
       const cluster = await tx.cluster.create({
@@ -89,9 +108,16 @@ export async function registerCluster(
         });
       const kubeconfig = await seal('kubeconfig', input.kubeconfig);
       const databaseAdmin = await seal('database-admin-url', input.databaseAdminUrl);
+      const backupCredentials = input.backupCredentials
+        ? await seal('backup-credentials', JSON.stringify(input.backupCredentials))
+        : null;
       await tx.cluster.update({
         where: { id: cluster.id },
-        data: { kubeconfigSecretId: kubeconfig.id, databaseAdminSecretId: databaseAdmin.id },
+        data: {
+          kubeconfigSecretId: kubeconfig.id,
+          databaseAdminSecretId: databaseAdmin.id,
+          backupCredentialsSecretId: backupCredentials?.id ?? null,
+        },
       });
       return { id: cluster.id };
     });
@@ -106,8 +132,13 @@ export async function registerCluster(
 export async function openClusterSecrets(
   db: Db,
   box: SecretBox,
-  cluster: { id: string; kubeconfigSecretId: string | null; databaseAdminSecretId: string | null },
-): Promise<{ kubeconfig: string; databaseAdminUrl: string }> {
+  cluster: {
+    id: string;
+    kubeconfigSecretId: string | null;
+    databaseAdminSecretId: string | null;
+    backupCredentialsSecretId: string | null;
+  },
+): Promise<{ kubeconfig: string; databaseAdminUrl: string; backupCredentials: BackupCredentials | null }> {
   const open = async (secretId: string | null, name: string) => {
     if (!secretId) throw new Error(`cluster ${cluster.id} has no ${name}`);
     const record = await db.secretRecord.findUniqueOrThrow({ where: { id: secretId } });
@@ -116,6 +147,9 @@ export async function openClusterSecrets(
   return {
     kubeconfig: await open(cluster.kubeconfigSecretId, 'kubeconfig'),
     databaseAdminUrl: await open(cluster.databaseAdminSecretId, 'database-admin-url'),
+    backupCredentials: cluster.backupCredentialsSecretId
+      ? (JSON.parse(await open(cluster.backupCredentialsSecretId, 'backup-credentials')) as BackupCredentials)
+      : null,
   };
 }
 

@@ -94,13 +94,22 @@ export async function cancelPurge(client: SqlClient, instanceId: string): Promis
   });
 }
 
-/** Queues the backup `backupId` of the instance, behind the instance's other jobs. */
-export async function enqueueBackup(client: SqlClient, instanceId: string, backupId: string): Promise<void> {
+/**
+ * Queues the backup `backupId` of the instance, behind the instance's other jobs; `delayMs`
+ * later when it is a backup looking again at its running Job.
+ */
+export async function enqueueBackup(
+  client: SqlClient,
+  instanceId: string,
+  backupId: string,
+  delayMs = 0,
+): Promise<void> {
   await execute(client, {
     text: `select graphile_worker.add_job($1::text,
              json_build_object('v', 1, 'instanceId', $2::text, 'backupId', $3::text),
-             queue_name := $4::text, max_attempts := 5)`,
-    values: [BACKUP_TASK, instanceId, backupId, `instance:${instanceId}`],
+             queue_name := $4::text, run_at := now() + $5::int * interval '1 millisecond',
+             job_key := $6::text, max_attempts := 5)`,
+    values: [BACKUP_TASK, instanceId, backupId, `instance:${instanceId}`, delayMs, `backup:${backupId}`],
   });
 }
 

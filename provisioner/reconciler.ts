@@ -5,8 +5,9 @@ import { canTransition, type InstanceStatus, transition } from '../core/domain/i
 import type { OperationKind } from '../core/generated/prisma/enums.ts';
 import type { Logger } from '../core/log.ts';
 import { parseClusterSettings } from './cluster-settings.ts';
-import { openClusterSecrets } from './clusters.ts';
+import { type BackupCredentials, openClusterSecrets } from './clusters.ts';
 import { dropInstanceDatabase, ensureInstanceDatabase } from './database.ts';
+import { type BackupStorage, backupLocation, renderBackupObjects } from './manifests/render-backup.ts';
 import {
   type ApplyPhase,
   applyPhaseOf,
@@ -14,6 +15,7 @@ import {
   renderInstanceManifests,
   renderInstanceSecret,
 } from './manifests/render-instance.ts';
+import { INSTANCE_SECRET_NAME, instanceRenderInput } from './render-input.ts';
 import { ensureInstanceSecrets } from './secrets.ts';
 import { makeDryRunTarget } from './targets/dry-run.target.ts';
 import { makeKubernetesTarget } from './targets/kubernetes.target.ts';
@@ -29,8 +31,6 @@ export interface ReconcilerDeps {
 
 type StepResult = { outcome: 'succeeded' | 'skipped'; detail?: string };
 type RunStep = (name: string, run: () => Promise<StepResult>) => Promise<void>;
-
-const SECRET_NAME = 'mastodon-secrets';
 
 /** Statuses in which the reconciler brings the cluster to the spec. */
 const RECONCILED: readonly InstanceStatus[] = ['provisioning', 'updating', 'suspended', 'deleting'];
@@ -128,23 +128,36 @@ type ClusterRow = {
   target: string;
   kubeconfigSecretId: string | null;
   databaseAdminSecretId: string | null;
+  backupCredentialsSecretId: string | null;
+  settings: unknown;
 };
 
 /**
  * How to reach a cluster: its target, and for a real one the admin URL of its PostgreSQL
- * server (null on the dry-run target, where no database is made).
+ * server (null on the dry-run target, where no database is made) and its backup bucket (null
+ * when none is configured).
  */
-async function connect(
-  deps: ReconcilerDeps,
-  cluster: ClusterRow,
-): Promise<{ target: ClusterTarget; databaseAdminUrl: string | null }> {
+interface Connection {
+  target: ClusterTarget;
+  databaseAdminUrl: string | null;
+  backups: { storage: BackupStorage; credentials: BackupCredentials } | null;
+}
+
+async function connect(deps: ReconcilerDeps, cluster: ClusterRow): Promise<Connection> {
   if (cluster.target !== 'kubernetes') {
-    return { target: deps.targetFor?.(cluster) ?? makeDryRunTarget(deps.db), databaseAdminUrl: null };
+    return {
+      target: deps.targetFor?.(cluster) ?? makeDryRunTarget(deps.db),
+      databaseAdminUrl: null,
+      backups: null,
+    };
   }
   const secrets = await openClusterSecrets(deps.db, deps.box, cluster);
+  const storage = parseClusterSettings(cluster.settings).backups;
   return {
     target: deps.targetFor?.(cluster) ?? makeKubernetesTarget(secrets.kubeconfig),
     databaseAdminUrl: secrets.databaseAdminUrl,
+    backups:
+      storage && secrets.backupCredentials ? { storage, credentials: secrets.backupCredentials } : null,
   };
 }
 
@@ -164,6 +177,8 @@ const WAIT_LIMIT_MS: Record<string, number> = {
   rollout: 3_600_000,
   'post-migrate': 6 * 3_600_000,
   'owner-account': 1_800_000,
+  backup: 6 * 3_600_000,
+  'final-backup': 6 * 3_600_000,
 };
 
 const DEFAULT_WAIT_LIMIT_MS = 3_600_000;
@@ -181,9 +196,14 @@ export type ReconcileResult = { state: 'done' } | { state: 'waiting'; detail: st
  * When done, the instance's `observedGeneration` is the generation rendered and its status
  * follows from the spec: `running`, or `suspended`; a deleting instance stays deleting.
  */
-export async function reconcileInstance(deps: ReconcilerDeps, instanceId: string): Promise<ReconcileResult> {
+export function reconcileInstance(deps: ReconcilerDeps, instanceId: string): Promise<ReconcileResult> {
+  return untilWaiting(() => reconcile(deps, instanceId));
+}
+
+/** Runs `work` to its end, or until a step waits on the cluster. */
+async function untilWaiting(work: () => Promise<void>): Promise<ReconcileResult> {
   try {
-    await reconcile(deps, instanceId);
+    await work();
     return { state: 'done' };
   } catch (error) {
     if (error instanceof Waiting) return { state: 'waiting', detail: error.message };
@@ -273,38 +293,17 @@ async function reconcile(deps: ReconcilerDeps, instanceId: string): Promise<void
     };
   });
   const addons = new Set(instance.addons.map((addon) => addon.addonType.code));
-  const objects = renderInstanceManifests({
-    instanceId,
-    domain: instance.domain,
-    mastodonVersion: instance.mastodonVersion,
-    flavor: instance.flavor === 'glitch' ? 'glitch' : 'vanilla',
-    planCode: instance.plan.code,
-    limits: instance.plan.limits as unknown as PlanLimits,
-    generation,
-    secretName: SECRET_NAME,
-    database: {
-      host: settings.databaseHost,
-      port: settings.databasePort,
-      name: databaseName,
-      user: databaseName,
-    },
-    smtp: {
-      server: settings.smtpServer,
-      port: settings.smtpPort,
-      fromAddress: `notifications@${instance.domain}`,
-    },
-    ingressClassName: settings.ingressClassName,
-    clusterIssuer: settings.clusterIssuer,
-    // Add-on endpoints come from their Pulumi stacks (infra/); until then add-ons render off.
-    objectStorage: null,
-    search: null,
-    suspended: scaledDown,
-    owner: instance.status === 'provisioning' ? await ownerOf(db, instance.organizationId) : null,
-  });
+  const objects = renderInstanceManifests(
+    instanceRenderInput(instance, settings, {
+      generation,
+      suspended: scaledDown,
+      owner: instance.status === 'provisioning' ? await ownerOf(db, instance.organizationId) : null,
+    }),
+  );
   const [namespaceObject, ...rest] = objects;
   const secret = renderInstanceSecret({
     namespace,
-    name: SECRET_NAME,
+    name: INSTANCE_SECRET_NAME,
     labels: namespaceObject?.metadata.labels ?? {},
     values: (await loadSecrets()).values,
   });
@@ -421,7 +420,11 @@ async function reconcile(deps: ReconcilerDeps, instanceId: string): Promise<void
  * Purges a deleted instance once its grace period is over: final backup, objects, database
  * and secrets, then `deleted`. Run early, or after a restore, it does nothing.
  */
-export async function purgeInstance(deps: ReconcilerDeps, instanceId: string): Promise<void> {
+export function purgeInstance(deps: ReconcilerDeps, instanceId: string): Promise<ReconcileResult> {
+  return untilWaiting(() => purge(deps, instanceId));
+}
+
+async function purge(deps: ReconcilerDeps, instanceId: string): Promise<void> {
   const { db } = deps;
   const instance = await db.instance.findUnique({ where: { id: instanceId }, include: { cluster: true } });
   if (instance?.status !== 'deleting' || !instance.deleteAfter || instance.deleteAfter > new Date()) {
@@ -433,7 +436,15 @@ export async function purgeInstance(deps: ReconcilerDeps, instanceId: string): P
   const connection = instance.cluster ? await connect(deps, instance.cluster) : null;
   const target = connection?.target ?? null;
 
-  await step('final-backup', () => takeBackup(target));
+  // The final backup's record shares the operation's id, so a retried purge finds it again.
+  await db.backup.upsert({
+    where: { id: operation.id },
+    create: { id: operation.id, instanceId, status: 'pending' },
+    update: {},
+  });
+  await step('final-backup', () =>
+    takeBackup(deps, instanceId, operation.id, instance.generation, connection),
+  );
   await step('remove-objects', async () => {
     if (!target) return { outcome: 'skipped', detail: 'never placed on a cluster' };
     const { removed } = await target.remove(instanceId);
@@ -491,45 +502,88 @@ async function ownerOf(db: Db, organizationId: string): Promise<{ username: stri
   return { username, email };
 }
 
-/** Backs up an instance's database and media; on the dry-run target there is nothing to back up. */
-async function takeBackup(target: ClusterTarget | null): Promise<StepResult> {
-  if (!target || target.dryRun) return { outcome: 'skipped', detail: 'dry-run: no data exists to back up' };
-  // Permanent, so it fails at once for staff to see, rather than retrying what cannot work.
-  throw permanent('backups on a real cluster are not built yet');
+/**
+ * Takes the backup `backupId` of an instance: on a real cluster a Job dumps its database to the
+ * cluster's backup bucket (render-backup.ts), waited on like a migration; on the dry-run target
+ * there is no data, so the backup is recorded as skipped. The Backup row follows the outcome.
+ */
+async function takeBackup(
+  deps: ReconcilerDeps,
+  instanceId: string,
+  backupId: string,
+  generation: number,
+  connection: Connection | null,
+): Promise<StepResult> {
+  const { db } = deps;
+  if (!connection || connection.target.dryRun) {
+    await db.backup.update({ where: { id: backupId }, data: { status: 'skipped', completedAt: new Date() } });
+    return { outcome: 'skipped', detail: 'dry-run: no data exists to back up' };
+  }
+  if (!connection.backups) {
+    throw permanent(
+      'the cluster has no backup bucket: register it with settings.backups and backup credentials',
+    );
+  }
+  const { storage, credentials } = connection.backups;
+  const objects = renderBackupObjects({ instanceId, backupId, storage, credentials });
+  await connection.target.apply(instanceId, generation, objects);
+  const job = objects.find((object) => object.kind === 'Job');
+  if (!job) throw new Error('the backup renders no Job');
+  const { state, detail } = await connection.target.jobState(instanceId, job.metadata.name);
+  if (state === 'running') throw new Waiting(`Job ${job.metadata.name}: ${detail}`);
+  if (state === 'failed') throw permanent(`Job ${job.metadata.name} failed: ${detail}`);
+  const location = backupLocation(storage, instanceId, backupId);
+  await db.backup.update({
+    where: { id: backupId },
+    data: { status: 'completed', location, completedAt: new Date() },
+  });
+  return { outcome: 'succeeded', detail: `database dumped to ${location}` };
 }
 
-/** Takes the backup `backupId` of an instance. */
+/** Takes the backup `backupId` of an instance, as its own operation beside the spec's. */
 export async function backupInstance(
   deps: ReconcilerDeps,
   instanceId: string,
   backupId: string,
-): Promise<void> {
+): Promise<ReconcileResult> {
   const { db } = deps;
   const backup = await db.backup.findUnique({ where: { id: backupId } });
-  if (backup?.status !== 'pending' || backup.instanceId !== instanceId) return;
+  if (backup?.status !== 'pending' || backup.instanceId !== instanceId) return { state: 'done' };
   const instance = await db.instance.findUniqueOrThrow({
     where: { id: instanceId },
     include: { cluster: true },
   });
   const operation = await currentOperation(db, instanceId, instance.generation, 'backup');
   const step = await stepRunner(deps, instanceId, operation.id);
-  const target = instance.cluster ? (await connect(deps, instance.cluster)).target : null;
-  await step('backup', () => takeBackup(target));
+  const connection = instance.cluster ? await connect(deps, instance.cluster) : null;
+  const waited = await untilWaiting(() =>
+    step('backup', () => takeBackup(deps, instanceId, backupId, instance.generation, connection)),
+  );
+  if (waited.state === 'waiting') return waited;
+  const taken = await db.backup.findUniqueOrThrow({ where: { id: backupId } });
   await db.$transaction(async (tx) => {
-    await tx.backup.update({ where: { id: backupId }, data: { status: 'skipped', completedAt: new Date() } });
     await tx.operation.update({
       where: { id: operation.id },
       data: { status: 'succeeded', finishedAt: new Date() },
     });
     await tx.event.create({
-      data: {
-        instanceId,
-        type: 'backup.skipped',
-        message: 'Backup skipped: on the dry-run target no data exists.',
-        data: { backupId },
-      },
+      data:
+        taken.status === 'completed'
+          ? {
+              instanceId,
+              type: 'backup.completed',
+              message: `Backup taken: ${taken.location}.`,
+              data: { backupId },
+            }
+          : {
+              instanceId,
+              type: 'backup.skipped',
+              message: 'Backup skipped: on the dry-run target no data exists.',
+              data: { backupId },
+            },
     });
   });
+  return { state: 'done' };
 }
 
 /** An error that no retry can mend (a refused manifest, a missing API kind): it fails the instance at once. */

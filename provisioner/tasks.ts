@@ -3,16 +3,18 @@ import { z } from 'zod';
 import type { SecretBox } from '../core/crypto.ts';
 import type { Db } from '../core/db.ts';
 import type { Logger } from '../core/log.ts';
+import { resyncFleet } from './drift.ts';
 import { FLEET_UPGRADE_WATCH_MS, markFleetUpgradeFailed, runFleetUpgrade } from './fleet-upgrades.ts';
 import {
   BACKUP_TASK,
+  enqueueBackup,
   enqueueUnsettledFleetUpgrades,
-  enqueueUnsettledReconciles,
   FLEET_UPGRADE_TASK,
   PURGE_TASK,
   RECONCILE_TASK,
   RESYNC_TASK,
   requeueReconcile,
+  schedulePurge,
 } from './index.ts';
 import {
   backupInstance,
@@ -76,6 +78,7 @@ export function provisionerTasks(deps: {
 }): Record<string, Task> {
   const failInstance = (jobDeps: ReconcilerDeps, { instanceId }: { instanceId: string }, reason: string) =>
     markInstanceFailed(jobDeps, instanceId, reason);
+  const waitPollMs = deps.waitPollMs ?? WAIT_POLL_MS;
   const fleetUpgrade = job(
     deps,
     fleetUpgradePayload,
@@ -92,20 +95,23 @@ export function provisionerTasks(deps: {
       instancePayload,
       async (jobDeps, { instanceId }) => {
         const result = await reconcileInstance(jobDeps, instanceId);
-        if (result.state === 'waiting')
-          await requeueReconcile(jobDeps.db, instanceId, deps.waitPollMs ?? WAIT_POLL_MS);
+        if (result.state === 'waiting') await requeueReconcile(jobDeps.db, instanceId, waitPollMs);
       },
       failInstance,
     ),
     [PURGE_TASK]: job(
       deps,
       instancePayload,
-      (jobDeps, { instanceId }) => purgeInstance(jobDeps, instanceId),
+      async (jobDeps, { instanceId }) => {
+        const result = await purgeInstance(jobDeps, instanceId);
+        if (result.state === 'waiting')
+          await schedulePurge(jobDeps.db, instanceId, new Date(Date.now() + waitPollMs));
+      },
       failInstance,
     ),
     [RESYNC_TASK]: async () => {
-      const queued = await enqueueUnsettledReconciles(deps.db);
-      deps.log.info('fleet resync', { queued });
+      const report = await resyncFleet(deps);
+      deps.log.info('fleet resync', { ...report });
     },
     [FLEET_UPGRADE_TASK]: async (raw, helpers) => {
       if (!fleetUpgradeSweepPayload.safeParse(raw).success) return fleetUpgrade(raw, helpers);
@@ -116,7 +122,10 @@ export function provisionerTasks(deps: {
     [BACKUP_TASK]: job(
       deps,
       backupPayload,
-      (jobDeps, { instanceId, backupId }) => backupInstance(jobDeps, instanceId, backupId),
+      async (jobDeps, { instanceId, backupId }) => {
+        const result = await backupInstance(jobDeps, instanceId, backupId);
+        if (result.state === 'waiting') await enqueueBackup(jobDeps.db, instanceId, backupId, waitPollMs);
+      },
       (jobDeps, { instanceId, backupId }, reason) => markBackupFailed(jobDeps, instanceId, backupId, reason),
     ),
   };

@@ -86,5 +86,13 @@ export function makeDryRunTarget(db: Db): ClusterTarget {
       const { count } = await db.dryRunObject.deleteMany({ where: { instanceId } });
       return { removed: count };
     },
+    async observe(instanceIds) {
+      // The store holds what was applied, so comparing it finds drift only if a row was lost;
+      // the resync observes real clusters only, and this keeps a test's swapped target honest.
+      return db.dryRunObject.findMany({
+        where: { instanceId: { in: [...instanceIds] }, kind: { not: 'Job' } },
+        select: { instanceId: true, kind: true, name: true, generation: true },
+      });
+    },
   };
 }

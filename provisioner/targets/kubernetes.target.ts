@@ -17,9 +17,10 @@ import {
   KubernetesObjectApi,
   PatchStrategy,
   type RequestContext,
+  type ResponseContext,
 } from '@kubernetes/client-node';
 import { type KubeObject, namespaceFor } from '../manifests/render-instance.ts';
-import type { ClusterTarget, JobState } from './target.ts';
+import type { ClusterTarget, JobState, ObservedObject } from './target.ts';
 
 /** The field manager Woolly's applies are recorded under in `metadata.managedFields`. */
 export const FIELD_MANAGER = 'woolly';
@@ -30,6 +31,30 @@ export const FIELD_MANAGER = 'woolly';
  */
 const PART_OF_LABEL = 'app.kubernetes.io/part-of';
 const INSTANCE_ID_LABEL = 'woolly.dev/instance-id';
+/** The annotation render-instance.ts puts on every object but the Secret: the generation applied. */
+const GENERATION_ANNOTATION = 'woolly.dev/generation';
+/**
+ * Asks the server for metadata only (PartialObjectMetadataList): no spec, no status, so a page
+ * of Deployments weighs a fraction of the full list. A server that cannot send it falls back to
+ * the plain list, which has the same metadata.
+ */
+const METADATA_ONLY =
+  'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json;q=0.9';
+/** `requestPromise`'s type for an answer returned as parsed JSON, without client-node's models. */
+const RAW_JSON = 'raw-json';
+
+/** One page of a metadata-only list. */
+interface MetadataPage {
+  items?: {
+    metadata?: {
+      name?: string;
+      namespace?: string;
+      labels?: Record<string, string>;
+      annotations?: Record<string, string>;
+    };
+  }[];
+  metadata?: { continue?: string };
+}
 
 /** An API group, version and kind, e.g. `{ apiVersion: 'apps/v1', kind: 'Deployment' }`. */
 export interface KindRef {
@@ -67,6 +92,8 @@ export interface KubernetesTargetOptions {
   retryBaseMs?: number;
   /** The longest wait before any retry, a server's Retry-After included (default 5 s). */
   retryCapMs?: number;
+  /** Objects per page when `observe` lists a kind across all namespaces (default 500, as kubectl). */
+  observePageSize?: number;
 }
 
 function resolveOptions(options: KubernetesTargetOptions) {
@@ -78,6 +105,7 @@ function resolveOptions(options: KubernetesTargetOptions) {
     maxAttempts: options.maxAttempts ?? 4,
     retryBaseMs: options.retryBaseMs ?? 200,
     retryCapMs: options.retryCapMs ?? 5_000,
+    observePageSize: options.observePageSize ?? 500,
   };
 }
 
@@ -254,6 +282,40 @@ class ObjectApi extends KubernetesObjectApi {
     }
   }
 
+  /**
+   * One page of `kind`'s objects across all namespaces (or of a cluster-wide kind) matching
+   * `labelSelector`, metadata only. Not through `list`: client-node deserialises every answer
+   * through its models, and a PartialObjectMetadataList's `metadata` would pass as an ObjectMeta,
+   * which drops the `continue` token.
+   */
+  async listMetadata(
+    kind: KindRef,
+    labelSelector: string,
+    limit: number,
+    continueToken?: string,
+  ): Promise<MetadataPage> {
+    const path = await this.specUriPath(
+      { apiVersion: kind.apiVersion, kind: kind.kind, metadata: {} },
+      'list',
+    );
+    const request = this.configuration.baseServer.makeRequestContext(path, HttpMethod.GET);
+    request.setHeaderParam('Accept', METADATA_ONLY);
+    request.setQueryParam('labelSelector', labelSelector);
+    request.setQueryParam('limit', String(limit));
+    if (continueToken) request.setQueryParam('continue', continueToken);
+    return this.requestPromise(request, RAW_JSON) as Promise<MetadataPage>;
+  }
+
+  protected override async processResponse<T extends KubernetesObject>(
+    response: ResponseContext,
+    type?: string,
+  ): Promise<T> {
+    const ok = response.httpStatusCode >= 200 && response.httpStatusCode <= 299;
+    if (type !== RAW_JSON || !ok)
+      return super.processResponse(response, type === RAW_JSON ? undefined : type);
+    return JSON.parse(await response.body.text()) as T;
+  }
+
   async apply(body: KubernetesObject): Promise<KubernetesObject> {
     const path = await this.specUriPath(body, 'patch');
     const request = this.configuration.baseServer.makeRequestContext(path, HttpMethod.PATCH);
@@ -399,6 +461,49 @@ export function makeKubernetesTarget(
 
   return {
     dryRun: false,
+    /**
+     * One paginated, metadata-only list per kind across the whole cluster (not a list per
+     * instance): about twelve kinds times a page per 500 objects, however many instances there
+     * are. Jobs are left out: they run once and expire by their TTL. Only presence and the
+     * generation annotation are read: a field someone else edited is out of scope, since
+     * server-side apply with force takes it back at the instance's next apply.
+     */
+    async observe(instanceIds) {
+      const kinds: KindRef[] = [
+        { apiVersion: 'v1', kind: 'Namespace' },
+        ...config.kinds.filter((kind) => kind.kind !== 'Job'),
+      ];
+      const observed: ObservedObject[] = [];
+      for (const kind of kinds) {
+        // A kind the cluster does not serve has no objects.
+        if (!(await call(`discover ${kind.kind}`, () => api.findResource(kind)))) continue;
+        let continueToken: string | undefined;
+        do {
+          // An expired continue token (410, after minutes between pages) fails the pass; the
+          // next resync lists afresh.
+          const page = await call(`list ${kind.kind} in every namespace`, () =>
+            api.listMetadata(kind, `${PART_OF_LABEL}=woolly`, config.observePageSize, continueToken),
+          );
+          for (const { metadata = {} } of page.items ?? []) {
+            const instanceId = metadata.labels?.[INSTANCE_ID_LABEL];
+            if (!instanceId || !instanceIds.has(instanceId)) continue;
+            // Only objects where the instance keeps them count as its own.
+            const home = kind.kind === 'Namespace' ? metadata.name : metadata.namespace;
+            if (home !== namespaceFor(instanceId)) continue;
+            const annotation = metadata.annotations?.[GENERATION_ANNOTATION];
+            observed.push({
+              instanceId,
+              kind: kind.kind,
+              name: metadata.name ?? '',
+              generation: annotation === undefined ? null : Number.parseInt(annotation, 10) || 0,
+            });
+          }
+          continueToken = page.metadata?.continue || undefined;
+        } while (continueToken);
+      }
+      return observed;
+    },
+
     async apply(instanceId, _generation, objects) {
       const namespace = namespaceFor(instanceId);
       const secrets = secretValuesOf(objects);
@@ -437,9 +542,13 @@ export function makeKubernetesTarget(
       const namespace = namespaceFor(instanceId);
       const kept = new Set(keep.map(keyOf));
       // Jobs are never pruned: deleting one could kill a migration still running, and
-      // finished Jobs go by their own TTL.
+      // finished Jobs go by their own TTL. Nor are a backup's objects: a backup runs beside
+      // the reconciles and re-applies them each time.
       const stale = (await listInstanceObjects(instanceId, namespace)).filter(
-        (object) => !kept.has(keyOf(object)) && object.kind !== 'Job',
+        (object) =>
+          !kept.has(keyOf(object)) &&
+          object.kind !== 'Job' &&
+          object.metadata?.labels?.['app.kubernetes.io/component'] !== 'backup',
       );
       for (const object of stale) {
         const ref = { kind: object.kind ?? '', metadata: { name: object.metadata?.name ?? '', namespace } };

@@ -6,6 +6,16 @@ export interface JobState {
   detail: string;
 }
 
+/** One object Woolly applied, as the cluster holds it: its metadata, nothing more. */
+export interface ObservedObject {
+  /** Its `woolly.dev/instance-id` label. */
+  instanceId: string;
+  kind: string;
+  name: string;
+  /** Its `woolly.dev/generation` annotation; `null` on objects that carry none (the Secret). */
+  generation: number | null;
+}
+
 /** Where an instance's objects go: a real cluster, or the dry-run store. */
 export interface ClusterTarget {
   /** True when nothing really runs: the instance is provisioned *in dry-run*. */
@@ -29,4 +39,10 @@ export interface ClusterTarget {
    * latest spec and has all its replicas updated and available. `waiting` names the rest.
    */
   rollout(instanceId: string): Promise<{ done: boolean; waiting: string[] }>;
+  /**
+   * Every object of `instanceIds` the target holds, of every kind an instance has but Job (run
+   * once, and gone by their TTL), for the fleet resync to compare with what each should have.
+   * One pass over the whole target, not a call per instance.
+   */
+  observe(instanceIds: ReadonlySet<string>): Promise<ObservedObject[]>;
 }

@@ -59,6 +59,7 @@ test('a registered cluster keeps its secrets sealed, and opens them for the prov
   assert.deepEqual(await openClusterSecrets(database.db, box, cluster), {
     kubeconfig: KUBECONFIG,
     databaseAdminUrl: ADMIN_URL,
+    backupCredentials: null,
   });
   // A sealed value moved to another cluster's row does not open there.
   await assert.rejects(
@@ -68,6 +69,25 @@ test('a registered cluster keeps its secrets sealed, and opens them for the prov
     (await listClusters(database.db)).find((row) => row.name === 'fra1'),
     { name: 'fra1', target: 'kubernetes', region: 'eu-central', capacity: 40, servers: 0 },
   );
+});
+
+const BACKUPS = { bucket: 'woolly-backups', endpoint: 'https://s3.example.net', region: 'eu-central-1' };
+const CREDENTIALS = { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'must-stay-sealed-too' };
+
+test('a cluster with a backup bucket keeps its access key sealed and opens it for the provisioner', async () => {
+  const { id } = await registerCluster(
+    database.db,
+    box,
+    input({ name: 'with-backups', settings: { backups: BACKUPS }, backupCredentials: CREDENTIALS }),
+  );
+  const cluster = await database.db.cluster.findUniqueOrThrow({ where: { id } });
+  const sealed = JSON.stringify(await database.db.secretRecord.findMany());
+  assert.ok(!sealed.includes(CREDENTIALS.secretAccessKey), 'not stored in clear');
+  assert.deepEqual((await openClusterSecrets(database.db, box, cluster)).backupCredentials, CREDENTIALS);
+  assert.deepEqual((cluster.settings as { backups: unknown }).backups, {
+    ...BACKUPS,
+    prefix: 'woolly-backups',
+  });
 });
 
 test('bad registrations are refused with what to fix, and write nothing', async () => {
@@ -82,6 +102,23 @@ test('bad registrations are refused with what to fix, and write nothing', async 
     [{ name: 'x', kubeconfig: KUBECONFIG.replace('https://', 'http://') }, /no https:\/\/ server/],
     [{ name: 'x', databaseAdminUrl: 'mysql://root@db' }, /postgres:\/\/ URL/],
     [{ name: 'x', settings: { databasePort: 'five' } }, /settings are invalid: databasePort/],
+    [{ name: 'x', settings: { backups: BACKUPS } }, /both a bucket .* and its access key/],
+    [
+      { name: 'x', backupCredentials: { accessKeyId: 'AKIA', secretAccessKey: 'must-stay-sealed' } },
+      /both a bucket/,
+    ],
+    [
+      { name: 'x', settings: { backups: BACKUPS }, backupCredentials: { accessKeyId: 'AKIA' } },
+      /need an accessKeyId and a secretAccessKey/,
+    ],
+    [
+      {
+        name: 'x',
+        settings: { backups: { ...BACKUPS, endpoint: 'http://minio:9000' } },
+        backupCredentials: CREDENTIALS,
+      },
+      /settings are invalid: backups\.endpoint/,
+    ],
   ];
   for (const [overrides, message] of refusals) {
     await assert.rejects(registerCluster(database.db, box, input(overrides)), (error: Error) => {

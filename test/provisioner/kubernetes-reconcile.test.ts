@@ -14,7 +14,12 @@ import { makeLogger } from '../../core/log.ts';
 import { registerCluster } from '../../provisioner/clusters.ts';
 import { dropInstanceDatabase } from '../../provisioner/database.ts';
 import { namespaceFor } from '../../provisioner/manifests/render-instance.ts';
-import { markInstanceFailed, purgeInstance, reconcileInstance } from '../../provisioner/reconciler.ts';
+import {
+  backupInstance,
+  markInstanceFailed,
+  purgeInstance,
+  reconcileInstance,
+} from '../../provisioner/reconciler.ts';
 import { ensureInstanceSecrets } from '../../provisioner/secrets.ts';
 import { call, startTestApp, type TestApp } from '../support/app.ts';
 import { adminUrl, makeTestDatabase, type TestDatabase } from '../support/db.ts';
@@ -46,6 +51,8 @@ let staffToken: string;
 /** The provisioner's own identity: a token user bound only to the ClusterRole `woolly cluster rbac` prints. */
 const PROVISIONER = 'woolly-provisioner';
 const ownerEmail = 'Ada.Lovelace@example.org';
+const BACKUP_BUCKET = { bucket: 'woolly-test-backups', endpoint: 'https://s3.example.net', region: 'eu-1' };
+const BACKUP_KEY = { accessKeyId: 'AKIATEST', secretAccessKey: 'backup-secret-that-stays-in-the-cluster' };
 // Orders get the configured default, v4.5.11; these are the upgrades.
 const NEXT_VERSION = 'v4.5.12';
 const LATER_VERSION = 'v4.5.13';
@@ -63,6 +70,8 @@ before(
       capacity: 5,
       kubeconfig: kubeconfigFor(server, PROVISIONER),
       databaseAdminUrl: adminUrl(),
+      settings: { backups: BACKUP_BUCKET },
+      backupCredentials: BACKUP_KEY,
     });
     // The order comes in through the API, as a customer's would; staff orders are paid at once.
     app = await startTestApp(database);
@@ -341,6 +350,58 @@ describe('provisioning onto a real API server and database', { skip }, () => {
     assert.equal(await replicas('maintenance'), null, 'the page is pruned');
   });
 
+  it('a backup dumps the database in a Job and copies it to the cluster’s bucket', async () => {
+    const namespace = namespaceFor(instanceId);
+    const requested = await call(`${app.url}/v1/instances/${instanceId}/backups`, {
+      method: 'POST',
+      token: staffToken,
+    });
+    assert.equal(requested.status, 202, JSON.stringify(requested.body));
+    const backupId = requested.body.id as string;
+    assert.equal((await backupInstance(deps(), instanceId, backupId)).state, 'waiting');
+    const [jobName] = await jobsOf(server, namespace, 'backup');
+    assert.ok(jobName);
+    const job = (await kubeRequest(server, 'GET', `/apis/batch/v1/namespaces/${namespace}/jobs/${jobName}`))
+      .body as {
+      spec: {
+        template: { spec: { initContainers: { args: string[] }[]; containers: { args: string[] }[] } };
+      };
+    };
+    assert.deepEqual(job.spec.template.spec.initContainers[0]?.args.slice(0, 2), [
+      'pg_dump',
+      '--format=custom',
+    ]);
+    const key = `woolly-backups/${instanceId}/${backupId}.dump`;
+    assert.deepEqual(job.spec.template.spec.containers[0]?.args.slice(0, 4), [
+      's3',
+      'cp',
+      '/backup/db.dump',
+      `s3://woolly-test-backups/${key}`,
+    ]);
+    const credentials = await kubeRequest(
+      server,
+      'GET',
+      `/api/v1/namespaces/${namespace}/secrets/backup-credentials`,
+    );
+    assert.equal(
+      Buffer.from(
+        (credentials.body as { data: Record<string, string> }).data.AWS_SECRET_ACCESS_KEY ?? '',
+        'base64',
+      ).toString(),
+      BACKUP_KEY.secretAccessKey,
+    );
+    // Stand-in for the Job controller.
+    await finishJob(server, namespace, jobName, 'Complete');
+    assert.deepEqual(await backupInstance(deps(), instanceId, backupId), { state: 'done' });
+    const listed = await call(`${app.url}/v1/instances/${instanceId}/backups`, { token: staffToken });
+    const backup = listed.body.data.find((row: { id: string }) => row.id === backupId);
+    assert.equal(backup.status, 'completed');
+    assert.equal(backup.location, `s3://woolly-test-backups/${key}`);
+    assert.ok(!JSON.stringify(listed.body).includes(BACKUP_KEY.secretAccessKey));
+    // A reconcile meanwhile leaves the backup's objects alone.
+    assert.equal((await instanceRow()).status, 'running');
+  });
+
   it('a failed migration fails the server at once, and a staff retry runs it afresh', async () => {
     const namespace = namespaceFor(instanceId);
     const before = await instanceRow();
@@ -382,21 +443,46 @@ describe('provisioning onto a real API server and database', { skip }, () => {
     );
   });
 
-  it('will not purge a real server without its final backup, which is not built yet', async () => {
+  it('purges after the grace period: final backup, then namespace, database and secrets', async () => {
+    const namespace = namespaceFor(instanceId);
     await database.db.instance.update({
       where: { id: instanceId },
       data: { status: 'deleting', deleteAfter: new Date(Date.now() - 1000) },
     });
-    await assert.rejects(purgeInstance(deps(), instanceId), (error: Error & { retryable?: boolean }) => {
-      assert.match(error.message, /backups on a real cluster are not built yet/);
-      assert.equal(error.retryable, false);
-      return true;
-    });
-    const namespace = await kubeRequest(server, 'GET', `/api/v1/namespaces/${namespaceFor(instanceId)}`);
-    assert.equal(namespace.status, 200, 'nothing was removed');
+    const before = await jobsOf(server, namespace, 'backup');
+    assert.equal((await purgeInstance(deps(), instanceId)).state, 'waiting', 'for the final backup');
     assert.equal(
-      (await database.db.instance.findUniqueOrThrow({ where: { id: instanceId } })).status,
-      'deleting',
+      (await kubeRequest(server, 'GET', `/api/v1/namespaces/${namespace}`)).status,
+      200,
+      'nothing removed yet',
     );
+    const [finalBackup = ''] = (await jobsOf(server, namespace, 'backup')).filter(
+      (name) => !before.includes(name),
+    );
+    await finishJob(server, namespace, finalBackup, 'Complete');
+    assert.deepEqual(await purgeInstance(deps(), instanceId), { state: 'done' });
+
+    const instance = await instanceRow();
+    assert.equal(instance.status, 'deleted');
+    const final = await database.db.backup.findFirstOrThrow({
+      where: { instanceId, location: { contains: finalBackup.replace('backup-', '') } },
+    });
+    assert.equal(final.status, 'completed');
+    const stored = await kubeRequest(server, 'GET', `/api/v1/namespaces/${namespace}`);
+    assert.ok(
+      stored.status === 404 ||
+        (stored.body as { metadata: { deletionTimestamp?: string } }).metadata.deletionTimestamp,
+      'the namespace is gone or terminating',
+    );
+    const name = namespace.replaceAll('-', '_');
+    const admin = new pg.Client({ connectionString: adminUrl() });
+    await admin.connect();
+    const left = await admin.query(
+      'select (select count(*)::int from pg_database where datname = $1) as databases, (select count(*)::int from pg_roles where rolname = $1) as roles',
+      [name],
+    );
+    await admin.end();
+    assert.deepEqual(left.rows[0], { databases: 0, roles: 0 });
+    assert.equal(await database.db.secretRecord.count({ where: { instanceId } }), 0);
   });
 });

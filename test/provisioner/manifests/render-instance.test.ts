@@ -15,6 +15,7 @@ import {
 } from 'kubernetes-models/v1';
 import { PLAN_CATALOG, type PlanDefinition, type PlanLimits } from '../../../core/domain/catalog.ts';
 import { AppError } from '../../../core/errors.ts';
+import { renderBackupObjects } from '../../../provisioner/manifests/render-backup.ts';
 import {
   applyPhaseOf,
   type InstanceRenderInput,
@@ -933,5 +934,60 @@ describe('renderInstanceSecret', () => {
     assert.equal(secret.metadata.namespace, NAMESPACE);
     assert.deepEqual(Object.keys(secret.stringData), ['DB_PASS', 'SECRET_KEY_BASE']);
     assert.equal('data' in secret, false);
+  });
+});
+
+describe('renderBackupObjects', () => {
+  const storage = {
+    bucket: 'backups',
+    endpoint: 'https://s3.example.net',
+    region: 'eu-1',
+    prefix: 'woolly/',
+  };
+  const objects = renderBackupObjects({
+    instanceId: INSTANCE_ID,
+    backupId: '9d1c4b2a-0000-4000-8000-000000000001',
+    storage,
+    credentials: { accessKeyId: 'AKIA', secretAccessKey: 'secret' },
+  });
+
+  it('renders a valid Job and its credentials Secret inside the server’s namespace', () => {
+    assert.deepEqual(
+      objects.map((object) => `${object.kind}/${object.metadata.name}`),
+      ['Secret/backup-credentials', 'Job/backup-9d1c4b2a'],
+    );
+    for (const object of objects) {
+      assert.equal(object.metadata.namespace, NAMESPACE);
+      const Model = SCHEMAS[object.kind];
+      assert.ok(Model);
+      assert.doesNotThrow(() => new Model(object).validate(), object.kind);
+    }
+  });
+
+  it('dumps with pg_dump as the server’s own database user and uploads to the bucket key', () => {
+    const job = find(objects, 'Job', 'backup-9d1c4b2a').spec.template.spec;
+    const dump = job.initContainers[0];
+    const env = Object.fromEntries(
+      dump.env.map((entry: Json) => [
+        entry.name,
+        entry.valueFrom.configMapKeyRef?.key ?? entry.valueFrom.secretKeyRef.key,
+      ]),
+    );
+    assert.deepEqual(env, {
+      PGHOST: 'DB_HOST',
+      PGPORT: 'DB_PORT',
+      PGDATABASE: 'DB_NAME',
+      PGUSER: 'DB_USER',
+      PGPASSWORD: 'DB_PASS',
+    });
+    assert.equal(
+      job.containers[0].args[3],
+      `s3://backups/woolly/${INSTANCE_ID}/9d1c4b2a-0000-4000-8000-000000000001.dump`,
+    );
+    for (const container of [...job.initContainers, ...job.containers]) {
+      assert.equal(container.securityContext.runAsNonRoot, true);
+      assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+    }
+    assert.equal(job.securityContext.seccompProfile.type, 'RuntimeDefault');
   });
 });
