@@ -13,7 +13,7 @@ import { enqueueReconcile, enqueueUnsettledReconciles } from './index.ts';
 import { renderInstanceManifests } from './manifests/render-instance.ts';
 import { INSTANCE_SECRET_NAME, instanceRenderInput, type RenderedInstance } from './render-input.ts';
 import { makeDryRunTarget } from './targets/dry-run.target.ts';
-import { makeKubernetesTarget } from './targets/kubernetes.target.ts';
+import { kubernetesTargetFor } from './targets/kubernetes.target.ts';
 import type { ClusterTarget, ObservedObject } from './targets/target.ts';
 
 export interface ResyncDeps {
@@ -108,7 +108,7 @@ async function targetOf(
   if (swapped) return swapped;
   if (cluster.target !== 'kubernetes') return makeDryRunTarget(deps.db);
   const { kubeconfig } = await openClusterSecrets(deps.db, deps.box, cluster);
-  return makeKubernetesTarget(kubeconfig);
+  return kubernetesTargetFor(kubeconfig);
 }
 
 /**

@@ -18,7 +18,7 @@ import {
 import { INSTANCE_SECRET_NAME, instanceRenderInput } from './render-input.ts';
 import { ensureInstanceSecrets } from './secrets.ts';
 import { makeDryRunTarget } from './targets/dry-run.target.ts';
-import { makeKubernetesTarget } from './targets/kubernetes.target.ts';
+import { kubernetesTargetFor } from './targets/kubernetes.target.ts';
 import type { ClusterTarget } from './targets/target.ts';
 
 export interface ReconcilerDeps {
@@ -154,7 +154,7 @@ async function connect(deps: ReconcilerDeps, cluster: ClusterRow): Promise<Conne
   const secrets = await openClusterSecrets(deps.db, deps.box, cluster);
   const storage = parseClusterSettings(cluster.settings).backups;
   return {
-    target: deps.targetFor?.(cluster) ?? makeKubernetesTarget(secrets.kubeconfig),
+    target: deps.targetFor?.(cluster) ?? kubernetesTargetFor(secrets.kubeconfig),
     databaseAdminUrl: secrets.databaseAdminUrl,
     backups:
       storage && secrets.backupCredentials ? { storage, credentials: secrets.backupCredentials } : null,

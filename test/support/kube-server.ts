@@ -299,7 +299,7 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
         `--service-account-signing-key-file=${saKey}`,
         '--authorization-mode=RBAC',
         `--token-auth-file=${tokenFile}`,
-        '--service-cluster-ip-range=10.0.0.0/24',
+        '--service-cluster-ip-range=10.0.0.0/20',
         '--disable-admission-plugins=ServiceAccount',
         // No kubelets: nothing to reconcile the `kubernetes` Service's endpoints for.
         '--endpoint-reconciler-type=none',
