@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Builds the `pulumi` CLI and the Pulumi Kubernetes resource provider the tests run from
+# this folder's two Go modules (cli/ and kubernetes/), once, into a cache folder outside the repo keyed by both versions:
+#   ${WOOLLY_PULUMI_CACHE:-$HOME/.cache/woolly/pulumi}/<pulumi>-k8s-<provider>/{pulumi,pulumi-resource-kubernetes}
+# Skips the build when both binaries exist. Needs Go >= 1.26.6 and the Go module proxy only
+# (go.sum pins every module). Prints one line on stdout: the folder holding the binaries.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "pulumi/build.sh: the 'go' command is missing (Go >= 1.26.6 is needed to build pulumi and its kubernetes provider)" >&2
+  exit 1
+fi
+
+# The versions come from the two go.mod files.
+module_version() {
+  awk -v m="$2" '$1 != "//" { for (i = 1; i < NF; i++) if ($i == m && $(i + 1) ~ /^v[0-9]/) { print $(i + 1); exit } }' "$here/$1/go.mod"
+}
+pulumi_version="$(module_version cli github.com/pulumi/pulumi/pkg/v3)"
+sdk_version="$(module_version cli github.com/pulumi/pulumi/sdk/v3)"
+k8s_version="$(module_version kubernetes github.com/pulumi/pulumi-kubernetes/provider/v4)"
+if [[ -z "$pulumi_version" || -z "$k8s_version" ]]; then
+  echo "pulumi/build.sh: cannot read the pulumi pkg/v3 version from $here/cli/go.mod or the pulumi-kubernetes provider/v4 version from $here/kubernetes/go.mod" >&2
+  exit 1
+fi
+if [[ "$sdk_version" != "$pulumi_version" ]]; then
+  echo "pulumi/build.sh: cli/go.mod has pulumi pkg/v3 $pulumi_version but sdk/v3 $sdk_version; they must be the same release" >&2
+  exit 1
+fi
+
+# CI may run without HOME; Go needs one for its caches.
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+cache="${WOOLLY_PULUMI_CACHE:-$HOME/.cache/woolly/pulumi}"
+dest="$cache/$pulumi_version-k8s-$k8s_version"
+
+if [[ -x "$dest/pulumi" && -x "$dest/pulumi-resource-kubernetes" ]]; then
+  echo "$dest"
+  exit 0
+fi
+
+mkdir -p "$cache"
+# One build at a time per cache (a second caller waits, then finds the binaries).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$cache/.lock"
+  flock 9
+  if [[ -x "$dest/pulumi" && -x "$dest/pulumi-resource-kubernetes" ]]; then
+    echo "$dest"
+    exit 0
+  fi
+fi
+
+work="$(mktemp -d "$cache/.build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+# The machine's Go module proxy setting; no toolchain download, no VCS stamping (the module
+# lives inside the project's git checkout), go.sum must already hold every hash.
+export GOFLAGS="-buildvcs=false -mod=readonly -trimpath"
+
+started=$SECONDS
+echo "pulumi/build.sh: building pulumi $pulumi_version and pulumi-resource-kubernetes $k8s_version into $dest (takes minutes the first time)" >&2
+cd "$here/cli"
+
+# The CLI, stamped the way pulumi's own Makefile does (`pulumi version` prints it).
+go build -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$pulumi_version" \
+  -o "$work/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+
+cd "$here/kubernetes"
+# Upstream's cmd/pulumi-resource-kubernetes embeds schema-embed.json and
+# terraform-mapping-embed.json, which upstream generates (`go generate`) and does not
+# publish, and -overlay may not add files under GOMODCACHE. So ./schema (upstream's
+# generate.go) writes them into the temp folder and this module's main package (upstream's
+# main.go) embeds them through an overlay. The provider reports (and stamps into its schema) its
+# version without the leading "v".
+provider_version="${k8s_version#v}"
+provider_dir="$(go list -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version)"
+provider_cmd="${provider_dir%/pkg/version}/cmd/pulumi-resource-kubernetes"
+go build -o "$work/k8s-schema" ./schema
+"$work/k8s-schema" "$provider_cmd" "$work" "$provider_version"
+cat >"$work/overlay.json" <<JSON
+{"Replace": {
+  "$here/kubernetes/schema-embed.json": "$work/schema-embed.json",
+  "$here/kubernetes/terraform-mapping-embed.json": "$work/terraform-mapping-embed.json"
+}}
+JSON
+go build -overlay "$work/overlay.json" \
+  -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$provider_version" \
+  -o "$work/pulumi-resource-kubernetes" .
+
+mkdir -p "$dest"
+mv -f "$work/pulumi" "$work/pulumi-resource-kubernetes" "$dest/"
+echo "pulumi/build.sh: built in $((SECONDS - started)) s" >&2
+echo "$dest"
