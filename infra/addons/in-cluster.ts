@@ -51,6 +51,72 @@ const podSecurity = (uid: number) => ({
   seccompProfile: { type: 'RuntimeDefault' },
 });
 
+/**
+ * One add-on server: its credentials Secret (`<component>-credentials`, handed to the
+ * container as its environment), a single-replica StatefulSet with one data volume of
+ * `storage`, and a ClusterIP Service on `port`, all labelled for the owner.
+ */
+function statefulService(
+  owner: AddonOwner,
+  component: string,
+  spec: {
+    credentials: Record<string, pulumi.Input<string>>;
+    port: { name: string; number: number };
+    storage: string;
+    container: k8s.types.input.core.v1.Container;
+  },
+) {
+  const labels = labelsOf(owner, component);
+  const metadata = (name: string) => ({ name, namespace: owner.namespace, labels });
+  const selector = { 'app.kubernetes.io/component': component };
+  const secret = new k8s.core.v1.Secret(`${component}-credentials`, {
+    metadata: metadata(`${component}-credentials`),
+    stringData: spec.credentials,
+  });
+  const service = new k8s.core.v1.Service(component, {
+    metadata: metadata(component),
+    spec: {
+      type: 'ClusterIP',
+      selector,
+      ports: [{ name: spec.port.name, port: spec.port.number, targetPort: spec.port.name }],
+    },
+  });
+  const statefulSet = new k8s.apps.v1.StatefulSet(
+    component,
+    {
+      metadata: metadata(component),
+      spec: {
+        serviceName: component,
+        replicas: 1,
+        selector: { matchLabels: selector },
+        template: {
+          metadata: { labels },
+          spec: {
+            automountServiceAccountToken: false,
+            securityContext: podSecurity(1000),
+            containers: [
+              {
+                ...spec.container,
+                ports: [{ name: spec.port.name, containerPort: spec.port.number }],
+                envFrom: [{ secretRef: { name: `${component}-credentials` } }],
+                securityContext: restricted,
+              },
+            ],
+          },
+        },
+        volumeClaimTemplates: [
+          {
+            metadata: { name: 'data', labels },
+            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: spec.storage } } },
+          },
+        ],
+      },
+    },
+    { dependsOn: [secret] },
+  );
+  return { secret, service, statefulSet };
+}
+
 /** Object storage sized by the plan: its media quota is the volume's size. */
 export function objectStorageInCluster(
   owner: AddonOwner,
@@ -59,65 +125,22 @@ export function objectStorageInCluster(
 ) {
   const labels = labelsOf(owner, 'object-storage');
   const metadata = (name: string) => ({ name, namespace: owner.namespace, labels });
-  const secret = new k8s.core.v1.Secret('object-storage-credentials', {
-    metadata: metadata('object-storage-credentials'),
-    stringData: {
+  const { secret, service, statefulSet } = statefulService(owner, 'object-storage', {
+    credentials: {
       MINIO_ROOT_USER: pulumi.secret(credentials.accessKey),
       MINIO_ROOT_PASSWORD: pulumi.secret(credentials.secretKey),
     },
-  });
-  const service = new k8s.core.v1.Service('object-storage', {
-    metadata: metadata('object-storage'),
-    spec: {
-      type: 'ClusterIP',
-      selector: { 'app.kubernetes.io/component': 'object-storage' },
-      ports: [{ name: 's3', port: MINIO_PORT, targetPort: 's3' }],
+    port: { name: 's3', number: MINIO_PORT },
+    storage: `${limits.storageGb}Gi`,
+    container: {
+      name: 'minio',
+      image: MINIO_IMAGE,
+      args: ['server', '/data', '--address', `:${MINIO_PORT}`],
+      readinessProbe: { httpGet: { path: '/minio/health/ready', port: 's3' } },
+      resources: { requests: { cpu: '50m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
+      volumeMounts: [{ name: 'data', mountPath: '/data' }],
     },
   });
-  const statefulSet = new k8s.apps.v1.StatefulSet(
-    'object-storage',
-    {
-      metadata: metadata('object-storage'),
-      spec: {
-        serviceName: 'object-storage',
-        replicas: 1,
-        selector: { matchLabels: { 'app.kubernetes.io/component': 'object-storage' } },
-        template: {
-          metadata: { labels },
-          spec: {
-            automountServiceAccountToken: false,
-            securityContext: podSecurity(1000),
-            containers: [
-              {
-                name: 'minio',
-                image: MINIO_IMAGE,
-                args: ['server', '/data', '--address', `:${MINIO_PORT}`],
-                ports: [{ name: 's3', containerPort: MINIO_PORT }],
-                envFrom: [{ secretRef: { name: 'object-storage-credentials' } }],
-                readinessProbe: { httpGet: { path: '/minio/health/ready', port: 's3' } },
-                resources: {
-                  requests: { cpu: '50m', memory: '256Mi' },
-                  limits: { cpu: '500m', memory: '512Mi' },
-                },
-                securityContext: restricted,
-                volumeMounts: [{ name: 'data', mountPath: '/data' }],
-              },
-            ],
-          },
-        },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data', labels },
-            spec: {
-              accessModes: ['ReadWriteOnce'],
-              resources: { requests: { storage: `${limits.storageGb}Gi` } },
-            },
-          },
-        ],
-      },
-    },
-    { dependsOn: [secret] },
-  );
   const endpoint = `http://object-storage.${owner.namespace}.svc.cluster.local:${MINIO_PORT}`;
   // The bucket, with anonymous read on media prefixes only: nothing is ever publicly writable.
   const policy = PUBLIC_PREFIXES.map(
@@ -171,64 +194,25 @@ export function searchInCluster(
   limits: PlanLimits,
   credentials: { password: pulumi.Input<string> },
 ) {
-  const labels = labelsOf(owner, 'search');
-  const metadata = (name: string) => ({ name, namespace: owner.namespace, labels });
   const memoryMib = limits.memoryMib >= 8192 ? 4096 : 2048;
-  const secret = new k8s.core.v1.Secret('search-credentials', {
-    metadata: metadata('search-credentials'),
-    stringData: { OPENSEARCH_INITIAL_ADMIN_PASSWORD: pulumi.secret(credentials.password) },
-  });
-  const service = new k8s.core.v1.Service('search', {
-    metadata: metadata('search'),
-    spec: {
-      type: 'ClusterIP',
-      selector: { 'app.kubernetes.io/component': 'search' },
-      ports: [{ name: 'http', port: OPENSEARCH_PORT, targetPort: 'http' }],
-    },
-  });
-  const statefulSet = new k8s.apps.v1.StatefulSet(
-    'search',
-    {
-      metadata: metadata('search'),
-      spec: {
-        serviceName: 'search',
-        replicas: 1,
-        selector: { matchLabels: { 'app.kubernetes.io/component': 'search' } },
-        template: {
-          metadata: { labels },
-          spec: {
-            automountServiceAccountToken: false,
-            securityContext: podSecurity(1000),
-            containers: [
-              {
-                name: 'opensearch',
-                image: OPENSEARCH_IMAGE,
-                ports: [{ name: 'http', containerPort: OPENSEARCH_PORT }],
-                env: [
-                  { name: 'discovery.type', value: 'single-node' },
-                  { name: 'OPENSEARCH_JAVA_OPTS', value: `-Xms${memoryMib / 2}m -Xmx${memoryMib / 2}m` },
-                ],
-                envFrom: [{ secretRef: { name: 'search-credentials' } }],
-                resources: {
-                  requests: { cpu: '250m', memory: `${memoryMib}Mi` },
-                  limits: { cpu: '1', memory: `${memoryMib}Mi` },
-                },
-                securityContext: restricted,
-                volumeMounts: [{ name: 'data', mountPath: '/usr/share/opensearch/data' }],
-              },
-            ],
-          },
-        },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data', labels },
-            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } },
-          },
-        ],
+  const { secret, service, statefulSet } = statefulService(owner, 'search', {
+    credentials: { OPENSEARCH_INITIAL_ADMIN_PASSWORD: pulumi.secret(credentials.password) },
+    port: { name: 'http', number: OPENSEARCH_PORT },
+    storage: '10Gi',
+    container: {
+      name: 'opensearch',
+      image: OPENSEARCH_IMAGE,
+      env: [
+        { name: 'discovery.type', value: 'single-node' },
+        { name: 'OPENSEARCH_JAVA_OPTS', value: `-Xms${memoryMib / 2}m -Xmx${memoryMib / 2}m` },
+      ],
+      resources: {
+        requests: { cpu: '250m', memory: `${memoryMib}Mi` },
+        limits: { cpu: '1', memory: `${memoryMib}Mi` },
       },
+      volumeMounts: [{ name: 'data', mountPath: '/usr/share/opensearch/data' }],
     },
-    { dependsOn: [secret] },
-  );
+  });
   return {
     resources: { secret, service, statefulSet },
     outputs: {

@@ -14,7 +14,6 @@ import { PassThrough } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { inspect } from 'node:util';
 import { makeMasterKey, makeSecretBox } from '../../core/crypto.ts';
-import { PLAN_CATALOG } from '../../core/domain/catalog.ts';
 import { makeLogger } from '../../core/log.ts';
 import { registerCluster } from '../../provisioner/clusters.ts';
 import { dropInstanceDatabase } from '../../provisioner/database.ts';
@@ -45,6 +44,7 @@ import {
   kubeSkipReason,
   startKubeApiServer,
 } from '../support/kube-server.ts';
+import { sampleRenderInput } from '../support/render-input.ts';
 
 // Without the binaries, skip locally (naming build.sh); under CI=true, fail.
 const skip = kubeSkipReason();
@@ -94,24 +94,7 @@ interface Instance {
 /** A fresh instance (namespaces never go away on this server) and its objects, in apply order. */
 function makeInstance(): Instance {
   const instanceId = randomUUID();
-  const plan = PLAN_CATALOG.find((candidate) => candidate.code === 'community');
-  assert.ok(plan);
-  const [namespaceObject, ...rest] = renderInstanceManifests({
-    instanceId,
-    domain: `${instanceId.slice(0, 8)}.woolly.test`,
-    mastodonVersion: 'v4.5.11',
-    flavor: 'vanilla',
-    planCode: plan.code,
-    limits: { ...plan.limits },
-    generation: 1,
-    secretName: 'mastodon-secrets',
-    database: { host: '10.20.30.40', port: 5432, name: 'mastodon_db', user: 'mastodon_db' },
-    smtp: { server: 'smtp.mail.test', port: 587, fromAddress: 'notifications@woolly.test' },
-    ingressClassName: 'nginx',
-    clusterIssuer: 'letsencrypt',
-    objectStorage: null,
-    search: null,
-  });
+  const [namespaceObject, ...rest] = renderInstanceManifests(sampleRenderInput(instanceId));
   assert.ok(namespaceObject);
   const namespace = namespaceFor(instanceId);
   const values = {

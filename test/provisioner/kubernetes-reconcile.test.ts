@@ -116,6 +116,18 @@ const web = async () => {
 };
 const instanceRow = () => database.db.instance.findUniqueOrThrow({ where: { id: instanceId } });
 
+/** Staff ask for a Mastodon upgrade through the API, as of the current generation. */
+async function upgradeTo(mastodonVersion: string): Promise<void> {
+  const before = await instanceRow();
+  const patched = await call(`${app.url}/v1/instances/${instanceId}`, {
+    method: 'PATCH',
+    token: staffToken,
+    headers: { 'if-match': `"${before.generation}"` },
+    body: { mastodonVersion },
+  });
+  assert.equal(patched.status, 202, JSON.stringify(patched.body));
+}
+
 describe('provisioning onto a real API server and database', { skip }, () => {
   it('acts as a provisioner that may manage servers and nothing else', async () => {
     const as = (method: string, path: string, body?: unknown) =>
@@ -249,14 +261,7 @@ describe('provisioning onto a real API server and database', { skip }, () => {
 
   it('upgrades Mastodon in order: migration before the new image, post-deployment migration after', async () => {
     const namespace = namespaceFor(instanceId);
-    const before = await instanceRow();
-    const patched = await call(`${app.url}/v1/instances/${instanceId}`, {
-      method: 'PATCH',
-      token: staffToken,
-      headers: { 'if-match': `"${before.generation}"` },
-      body: { mastodonVersion: NEXT_VERSION },
-    });
-    assert.equal(patched.status, 202, JSON.stringify(patched.body));
+    await upgradeTo(NEXT_VERSION);
     const oldImage = (await web())?.spec.template.spec.containers[0]?.image;
     assert.equal((await reconcileInstance(deps(), instanceId)).state, 'waiting');
     const migrations = await jobsOf(server, namespace, 'db-migrate');
@@ -404,14 +409,7 @@ describe('provisioning onto a real API server and database', { skip }, () => {
 
   it('a failed migration fails the server at once, and a staff retry runs it afresh', async () => {
     const namespace = namespaceFor(instanceId);
-    const before = await instanceRow();
-    const patched = await call(`${app.url}/v1/instances/${instanceId}`, {
-      method: 'PATCH',
-      token: staffToken,
-      headers: { 'if-match': `"${before.generation}"` },
-      body: { mastodonVersion: LATER_VERSION },
-    });
-    assert.equal(patched.status, 202, JSON.stringify(patched.body));
+    await upgradeTo(LATER_VERSION);
     const earlier = await jobsOf(server, namespace, 'db-migrate');
     await reconcileInstance(deps(), instanceId);
     const [migration = ''] = (await jobsOf(server, namespace, 'db-migrate')).filter(

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import { PLAN_CATALOG } from '../../../core/domain/catalog.ts';
 import {
   type InstanceRenderInput,
   type KubeObject,
@@ -24,6 +23,7 @@ import {
   kubeSkipReason,
   startKubeApiServer,
 } from '../../support/kube-server.ts';
+import { sampleRenderInput } from '../../support/render-input.ts';
 
 // Without the binaries, skip locally (naming build.sh); under CI=true, fail.
 const skip = kubeSkipReason();
@@ -49,29 +49,6 @@ after(async () => {
 
 interface SecretValues {
   [key: string]: string;
-}
-
-function makeInput(instanceId: string, overrides: Partial<InstanceRenderInput> = {}): InstanceRenderInput {
-  // community: two web replicas, so the rendering has a PodDisruptionBudget.
-  const plan = PLAN_CATALOG.find((candidate) => candidate.code === 'community');
-  assert.ok(plan);
-  return {
-    instanceId,
-    domain: `${instanceId.slice(0, 8)}.woolly.test`,
-    mastodonVersion: 'v4.5.11',
-    flavor: 'vanilla',
-    planCode: plan.code,
-    limits: { ...plan.limits },
-    generation: 1,
-    secretName: 'mastodon-secrets',
-    database: { host: '10.20.30.40', port: 5432, name: 'mastodon_db', user: 'mastodon_db' },
-    smtp: { server: 'smtp.mail.test', port: 587, fromAddress: 'notifications@woolly.test' },
-    ingressClassName: 'nginx',
-    clusterIssuer: 'letsencrypt',
-    objectStorage: null,
-    search: null,
-    ...overrides,
-  };
 }
 
 const makeSecretValues = (): SecretValues => ({
@@ -161,7 +138,7 @@ function makeInstance(overrides: Partial<InstanceRenderInput> = {}): Instance {
     instanceId,
     namespace: namespaceFor(instanceId),
     values,
-    objects: renderAll(makeInput(instanceId, overrides), values),
+    objects: renderAll(sampleRenderInput(instanceId, overrides), values),
   };
 }
 
@@ -243,7 +220,10 @@ describe('with the Certificate CRD installed', { skip }, () => {
     assert.equal((await foreign('other-instance', other)).status, 201);
 
     // Suspended: the budget over zero pods is no longer rendered.
-    const suspended = renderAll(makeInput(instanceId, { suspended: true, generation: 2 }), instance.values);
+    const suspended = renderAll(
+      sampleRenderInput(instanceId, { suspended: true, generation: 2 }),
+      instance.values,
+    );
     assert.ok(!suspended.some((object) => object.kind === 'PodDisruptionBudget'));
     assert.deepEqual(await target.apply(instanceId, 2, suspended), { applied: suspended.length });
     assert.equal(
