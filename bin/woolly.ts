@@ -13,7 +13,15 @@ import { type EmbeddedDatabase, makePool, makePrisma, migrate, startEmbeddedPost
 import { type Logger, makeLogger } from '../core/log.ts';
 import { seedCatalog } from '../core/seed.ts';
 import { startWorker } from '../core/worker.ts';
-import { ClusterRegistrationError, listClusters, registerCluster } from '../provisioner/clusters.ts';
+import { DEFAULT_CHARTS, PLATFORM_PROJECT, platformOutputs, platformProgram } from '../infra/platform.ts';
+import { registerPlatformCluster } from '../infra/platform-registration.ts';
+import { openStack, PulumiUnavailable, pulumiSettings } from '../infra/workspace.ts';
+import {
+  CLUSTER_NAME,
+  ClusterRegistrationError,
+  listClusters,
+  registerCluster,
+} from '../provisioner/clusters.ts';
 import { PROVISIONER_CRONTAB } from '../provisioner/index.ts';
 import { provisionerRbacYaml } from '../provisioner/rbac.ts';
 import { provisionerTasks } from '../provisioner/tasks.ts';
@@ -278,6 +286,97 @@ cluster
       ),
     );
   });
+
+cluster
+  .command('bootstrap')
+  .description(
+    'prepare a cluster with the platform stack (ingress-nginx, cert-manager and its ClusterIssuer, metrics-server, the provisioner’s ServiceAccount and RBAC), then register it; run again to update it and renew its token',
+  )
+  .requiredOption('--name <name>', 'the cluster’s name (a DNS label; also its Pulumi stack)')
+  .requiredOption('--region <region>', 'where it runs, e.g. eu-central')
+  .requiredOption(
+    '--kubeconfig <file>',
+    'kubeconfig of a cluster administrator (used here only, never stored)',
+  )
+  .requiredOption(
+    '--database-admin-url-file <file>',
+    'file holding the postgres:// URL of a CREATEROLE, CREATEDB role',
+  )
+  .requiredOption('--acme-email <email>', 'contact of the Let’s Encrypt account')
+  .option('--acme-staging', 'use Let’s Encrypt’s staging directory (untrusted certificates, for trials)')
+  .option('--capacity <servers>', 'how many servers it may hold', (value) => Number(value), 50)
+  .option('--no-charts', 'install no Helm chart (the cluster’s operators install them; the CRDs must exist)')
+  .action(
+    async (options: {
+      name: string;
+      region: string;
+      kubeconfig: string;
+      databaseAdminUrlFile: string;
+      acmeEmail: string;
+      acmeStaging?: boolean;
+      capacity: number;
+      charts: boolean;
+    }) => {
+      const { config, log } = boot();
+      // Everything that can be checked is, before any change to the cluster.
+      if (!CLUSTER_NAME.test(options.name))
+        fail(`--name "${options.name}" must be a DNS label (a-z, 0-9, -)`);
+      if (!options.region.trim()) fail('--region is empty');
+      if (!Number.isInteger(options.capacity) || options.capacity < 1)
+        fail('--capacity must be a whole number of servers, at least 1');
+      if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(options.acmeEmail))
+        fail('--acme-email is not an e-mail address');
+      const read = (file: string) =>
+        readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) =>
+          fail(`cannot read ${file}: ${error.code}`),
+        );
+      const adminKubeconfig = await read(options.kubeconfig);
+      const databaseAdminUrl = (await read(options.databaseAdminUrlFile)).trim();
+      if (!/^postgres(ql)?:\/\//.test(databaseAdminUrl))
+        fail(`${options.databaseAdminUrlFile} does not hold a postgres:// URL`);
+
+      const keys = await masterKeys(config, log);
+      const stack = await openStack(pulumiSettings(config, keys[0] ?? fail('no master key')), {
+        project: PLATFORM_PROJECT,
+        stack: options.name,
+        program: platformProgram({
+          adminKubeconfig,
+          acme: { email: options.acmeEmail, server: options.acmeStaging ? 'staging' : 'production' },
+          charts: options.charts ? DEFAULT_CHARTS : null,
+        }),
+      }).catch((error: unknown) => fail(error instanceof PulumiUnavailable ? error.message : String(error)));
+      // Pulumi's progress goes to stderr; it shows no secret (the kubeconfig is a secret input).
+      const result = await stack
+        .up({ onOutput: (line) => process.stderr.write(line) })
+        .catch(() =>
+          fail(`the platform stack ${PLATFORM_PROJECT}/${options.name} failed (its output is above)`),
+        );
+      const database = await openDatabase(config, log, true);
+      const db = makePrisma(database.url);
+      try {
+        const registered = await registerPlatformCluster(db, makeSecretBox(keys), {
+          name: options.name,
+          region: options.region,
+          capacity: options.capacity,
+          adminKubeconfig,
+          databaseAdminUrl,
+          outputs: platformOutputs(result.outputs),
+        });
+        console.log(
+          `cluster ${options.name} ${registered.created ? 'bootstrapped and registered' : 'bootstrapped again and its registration updated'} (${options.region.trim()}, room for ${options.capacity} servers)`,
+        );
+        console.log(
+          `the provisioner’s token expires ${registered.tokenExpiresAt.toISOString()}: run \`woolly cluster bootstrap\` again before then`,
+        );
+      } catch (error) {
+        if (error instanceof ClusterRegistrationError) fail(error.message);
+        throw error;
+      } finally {
+        await db.$disconnect();
+        await database.embedded?.release();
+      }
+    },
+  );
 
 await program
   .parseAsync()

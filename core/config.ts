@@ -1,4 +1,6 @@
 import { isIP } from 'node:net';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 
 const hostname = z
@@ -68,6 +70,26 @@ const envSchema = z.object({
     })
     .transform((value) => value.split(',').flatMap((entry) => dnsServer(entry) ?? []))
     .optional(),
+  /** A Pulumi install whose bin/ holds `pulumi` and its provider plugins; unset: `pulumi` on PATH. */
+  WOOLLY_PULUMI_ROOT: z.string().min(1).optional(),
+  /** Where Pulumi keeps stack state; unset: `file://<WOOLLY_DATA_DIR>/pulumi`. */
+  WOOLLY_PULUMI_BACKEND_URL: z
+    .string()
+    .regex(/^(file|s3|azblob|gs|https):\/\/./, {
+      message: 'must be a file://, s3://, azblob://, gs:// or https:// URL',
+    })
+    .optional(),
+  /** `passphrase`, or a KMS key URL that encrypts the stacks' secrets. */
+  WOOLLY_PULUMI_SECRETS_PROVIDER: z
+    .string()
+    .regex(/^(passphrase|(awskms|azurekeyvault|gcpkms|hashivault):\/\/.+)$/, {
+      message: 'must be passphrase or an awskms://, azurekeyvault://, gcpkms:// or hashivault:// URL',
+    })
+    .default('passphrase'),
+  /** Unset: derived from the master key (required in production with the passphrase provider). */
+  WOOLLY_PULUMI_PASSPHRASE: z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
+  /** Pulumi stack operations one worker process runs at once. */
+  WOOLLY_PULUMI_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 });
@@ -100,6 +122,15 @@ export interface Config {
   rateLimits: { perActorPerMinute: number; perIpPerMinute: number };
   /** DNS servers as `ip:port` (`[ip]:port` for IPv6); empty: the system's resolvers. */
   dnsServers: string[];
+  /** Add-on and platform stacks (infra/workspace.ts). */
+  pulumi: {
+    root: string | null;
+    backendUrl: string;
+    secretsProvider: string;
+    /** Unset: derived from the master key (`pulumiSettings`). */
+    passphrase: string | undefined;
+    concurrency: number;
+  };
   log: { level: 'error' | 'warn' | 'info' | 'debug'; format: 'json' | 'pretty' };
 }
 
@@ -134,7 +165,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     for (const issue of parsed.error.issues) {
       const variable = String(issue.path[0]);
       const got = given[variable];
-      const shown = got === undefined || /KEY|SECRET|PASSWORD|URL/.test(variable) ? '' : ` (got "${got}")`;
+      const shown =
+        got === undefined || /KEY|SECRET|PASSWORD|PASSPHRASE|URL/.test(variable) ? '' : ` (got "${got}")`;
       problems.push(`${variable} ${issue.message.replace(/^Invalid input: /, '')}${shown}`);
     }
   }
@@ -150,6 +182,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (!given.WOOLLY_MASTER_KEYS) problems.push('WOOLLY_MASTER_KEYS is required in production');
     if (!given.DATABASE_URL) problems.push('DATABASE_URL is required in production');
     if (!given.WOOLLY_SESSION_SECRET) problems.push('WOOLLY_SESSION_SECRET is required in production');
+    if (
+      !given.WOOLLY_PULUMI_PASSPHRASE &&
+      (given.WOOLLY_PULUMI_SECRETS_PROVIDER ?? 'passphrase') === 'passphrase'
+    ) {
+      problems.push(
+        'WOOLLY_PULUMI_PASSPHRASE is required in production unless WOOLLY_PULUMI_SECRETS_PROVIDER names a KMS key',
+      );
+    }
   }
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
@@ -177,6 +217,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       perIpPerMinute: e.WOOLLY_RATE_LIMIT_ANONYMOUS_PER_MINUTE,
     },
     dnsServers: e.WOOLLY_DNS_SERVERS ?? [],
+    pulumi: {
+      root: e.WOOLLY_PULUMI_ROOT ? path.resolve(e.WOOLLY_PULUMI_ROOT) : null,
+      backendUrl:
+        e.WOOLLY_PULUMI_BACKEND_URL ?? pathToFileURL(path.resolve(e.WOOLLY_DATA_DIR, 'pulumi')).href,
+      secretsProvider: e.WOOLLY_PULUMI_SECRETS_PROVIDER,
+      passphrase: e.WOOLLY_PULUMI_PASSPHRASE,
+      concurrency: e.WOOLLY_PULUMI_CONCURRENCY,
+    },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
   };
 }

@@ -9,7 +9,8 @@ import { clusterSettingsSchema } from './cluster-settings.ts';
  * SecretRecord (instance-less rows) and referenced from the Cluster row.
  */
 
-const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** A cluster's name: a DNS label (it also names its platform stack). */
+export const CLUSTER_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export interface ClusterRegistration {
   name: string;
@@ -56,13 +57,35 @@ function checkKubeconfig(text: string): void {
   }
 }
 
-/** Registers a Kubernetes cluster; its secrets are sealed before they are stored. */
+/** Checks `settings` and that backups have both a bucket and an access key, or neither. */
+function checkSettings(value: unknown, hasBackupCredentials: boolean) {
+  const settings = clusterSettingsSchema.safeParse(value ?? {});
+  if (!settings.success) {
+    throw new ClusterRegistrationError(
+      `cluster settings are invalid: ${settings.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`).join('; ')}`,
+    );
+  }
+  if (Boolean(settings.data.backups) !== hasBackupCredentials) {
+    throw new ClusterRegistrationError(
+      'backups need both a bucket (settings.backups) and its access key (backup credentials), or neither',
+    );
+  }
+  return settings.data;
+}
+
+/**
+ * Registers a Kubernetes cluster; its secrets are sealed before they are stored. A cluster of
+ * the same name is refused, unless `ifExists` is `update` (`woolly cluster bootstrap` run
+ * again): then its region, capacity and secrets are replaced, the settings given are laid over
+ * the stored ones, and its backup access key is kept unless a new one is given.
+ */
 export async function registerCluster(
   db: Db,
   box: SecretBox,
   input: ClusterRegistration,
-): Promise<{ id: string }> {
-  if (!NAME.test(input.name)) {
+  options: { ifExists?: 'refuse' | 'update' } = {},
+): Promise<{ id: string; created: boolean }> {
+  if (!CLUSTER_NAME.test(input.name)) {
     throw new ClusterRegistrationError(`cluster name "${input.name}" must be a DNS label (a-z, 0-9, -)`);
   }
   if (!input.region.trim()) throw new ClusterRegistrationError('a region is required');
@@ -73,17 +96,9 @@ export async function registerCluster(
   if (!/^postgres(ql)?:\/\//.test(input.databaseAdminUrl)) {
     throw new ClusterRegistrationError('the database admin URL must be a postgres:// URL');
   }
-  const settings = clusterSettingsSchema.safeParse(input.settings ?? {});
-  if (!settings.success) {
-    throw new ClusterRegistrationError(
-      `cluster settings are invalid: ${settings.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`).join('; ')}`,
-    );
-  }
-  if (Boolean(settings.data.backups) !== Boolean(input.backupCredentials)) {
-    throw new ClusterRegistrationError(
-      'backups need both a bucket (settings.backups) and its access key (backup credentials), or neither',
-    );
-  }
+  const update = options.ifExists === 'update';
+  // A new cluster's settings are checked before the transaction; an update's once merged.
+  if (!update) checkSettings(input.settings, Boolean(input.backupCredentials));
   const filled = (value: unknown) => typeof value === 'string' && value.trim() !== '';
   if (
     input.backupCredentials &&
@@ -93,33 +108,49 @@ export async function registerCluster(
   }
   try {
     return await db.$transaction(async (tx) => {
-      const cluster = await tx.cluster.create({
-        data: {
-          name: input.name,
-          target: 'kubernetes',
-          region: input.region.trim(),
-          capacity: input.capacity,
-          settings: settings.data,
-        },
-      });
-      const seal = (name: string, value: string) =>
-        tx.secretRecord.create({
-          data: { name: `cluster:${name}`, ...box.seal(value, secretContext(cluster.id, name)) },
-        });
-      const kubeconfig = await seal('kubeconfig', input.kubeconfig);
-      const databaseAdmin = await seal('database-admin-url', input.databaseAdminUrl);
+      const existing = update ? await tx.cluster.findUnique({ where: { name: input.name } }) : null;
+      if (existing && existing.target !== 'kubernetes') {
+        throw new ClusterRegistrationError(`cluster "${input.name}" exists as a ${existing.target} cluster`);
+      }
+      const settings = existing
+        ? checkSettings(
+            { ...(existing.settings as object), ...(input.settings as object | undefined) },
+            Boolean(input.backupCredentials ?? existing.backupCredentialsSecretId),
+          )
+        : checkSettings(input.settings, Boolean(input.backupCredentials));
+      const fields = { region: input.region.trim(), capacity: input.capacity, settings };
+      const cluster = existing
+        ? await tx.cluster.update({ where: { id: existing.id }, data: fields })
+        : await tx.cluster.create({ data: { name: input.name, target: 'kubernetes', ...fields } });
+      // An update re-seals into the same records, so the Cluster row keeps pointing at them.
+      const seal = (name: string, value: string, secretId: string | null = null) => {
+        const sealed = box.seal(value, secretContext(cluster.id, name));
+        return secretId
+          ? tx.secretRecord.update({ where: { id: secretId }, data: sealed })
+          : tx.secretRecord.create({ data: { name: `cluster:${name}`, ...sealed } });
+      };
+      const kubeconfig = await seal('kubeconfig', input.kubeconfig, existing?.kubeconfigSecretId);
+      const databaseAdmin = await seal(
+        'database-admin-url',
+        input.databaseAdminUrl,
+        existing?.databaseAdminSecretId,
+      );
       const backupCredentials = input.backupCredentials
-        ? await seal('backup-credentials', JSON.stringify(input.backupCredentials))
+        ? await seal(
+            'backup-credentials',
+            JSON.stringify(input.backupCredentials),
+            existing?.backupCredentialsSecretId,
+          )
         : null;
       await tx.cluster.update({
         where: { id: cluster.id },
         data: {
           kubeconfigSecretId: kubeconfig.id,
           databaseAdminSecretId: databaseAdmin.id,
-          backupCredentialsSecretId: backupCredentials?.id ?? null,
+          backupCredentialsSecretId: backupCredentials?.id ?? existing?.backupCredentialsSecretId ?? null,
         },
       });
-      return { id: cluster.id };
+      return { id: cluster.id, created: !existing };
     });
   } catch (error) {
     if (isUniqueViolation(error))

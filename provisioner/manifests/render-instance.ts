@@ -40,9 +40,21 @@ export interface InstanceRenderInput {
   ingressClassName: string;
   /** cert-manager ClusterIssuer that signs the server's certificate. */
   clusterIssuer: string;
-  /** `null` keeps media on a ReadWriteMany volume. */
-  objectStorage: null | { bucket: string; endpoint: string; region: string; aliasHost?: string };
-  search: null | { host: string; port: number };
+  /**
+   * `null` keeps media on a ReadWriteMany volume. With a `route`, visitors fetch media through
+   * this server's Ingress from a store in its namespace (the in-cluster add-on).
+   */
+  objectStorage: null | {
+    bucket: string;
+    endpoint: string;
+    region: string;
+    aliasHost?: string;
+    route?: { path: string; service: string; port: number };
+  };
+  /** Its user and password go in the server's Secret as `ES_USER` and `ES_PASS`. */
+  search: null | { host: string; port: number; scheme: 'http' | 'https' };
+  /** What add-ons running in this namespace take from its quota (the in-cluster variants). */
+  addonQuota?: { cpuMillicores: number; memoryMib: number; volumes: number; storageGb: number } | null;
   /**
    * Suspended (by staff, or while a deletion waits out its grace period): every workload is
    * scaled to zero and the CronJobs are paused, while namespace, volumes, Secret and config
@@ -210,6 +222,7 @@ export function renderInstanceManifests(input: InstanceRenderInput): KubeObject[
     renderStreamingDeployment(ctx),
     ...ctx.sizing.sidekiq.map((process) => renderSidekiqDeployment(ctx, process)),
     ...(input.suspended ? [] : [renderMigrationJob(ctx, 'post')]),
+    ...(input.search && !input.suspended ? [renderSearchDeployJob(ctx)] : []),
     ...(input.owner && !input.suspended ? [renderOwnerAccountJob(ctx, input.owner)] : []),
     ...renderMaintenanceCronJobs(ctx),
     renderService(ctx, 'web', 'mastodon', 'web', PORTS.web, 'http'),
@@ -531,18 +544,19 @@ function renderNamespace(ctx: RenderContext): KubeObject {
 
 function renderResourceQuota(ctx: RenderContext): KubeObject {
   const { quota } = ctx.sizing;
+  const addons = ctx.input.addonQuota;
   return {
     apiVersion: 'v1',
     kind: 'ResourceQuota',
     metadata: metadata(ctx, 'mastodon'),
     spec: {
       hard: {
-        'requests.cpu': cpu(quota.cpuMillicores),
-        'limits.cpu': cpu(quota.cpuMillicores),
-        'requests.memory': memory(quota.memoryMib),
-        'limits.memory': memory(quota.memoryMib),
-        persistentvolumeclaims: ctx.input.objectStorage ? '0' : '1',
-        'requests.storage': `${ctx.input.limits.storageGb}Gi`,
+        'requests.cpu': cpu(quota.cpuMillicores + (addons?.cpuMillicores ?? 0)),
+        'limits.cpu': cpu(quota.cpuMillicores + (addons?.cpuMillicores ?? 0)),
+        'requests.memory': memory(quota.memoryMib + (addons?.memoryMib ?? 0)),
+        'limits.memory': memory(quota.memoryMib + (addons?.memoryMib ?? 0)),
+        persistentvolumeclaims: String((ctx.input.objectStorage ? 0 : 1) + (addons?.volumes ?? 0)),
+        'requests.storage': `${(ctx.input.objectStorage ? 0 : ctx.input.limits.storageGb) + (addons?.storageGb ?? 0)}Gi`,
       },
     },
   };
@@ -709,7 +723,7 @@ function mastodonEnv(ctx: Omit<RenderContext, 'env'>): Record<string, string> {
     ...(search
       ? {
           ES_ENABLED: 'true',
-          ES_HOST: search.host,
+          ES_HOST: search.scheme === 'https' ? `https://${search.host}` : search.host,
           ES_PORT: String(search.port),
           ES_PRESET: 'single_node_cluster',
         }
@@ -929,11 +943,19 @@ function taskPodSpec(
  * moves only to pods that are ready: back from the maintenance page on resume), then the
  * post-deployment migration, then the owner account.
  */
-export type ApplyPhase = 'config' | 'pre-migrate' | 'workloads' | 'route' | 'post-migrate' | 'owner-account';
+export type ApplyPhase =
+  | 'config'
+  | 'pre-migrate'
+  | 'workloads'
+  | 'route'
+  | 'post-migrate'
+  | 'search-deploy'
+  | 'owner-account';
 
 const JOB_PHASES: Record<string, ApplyPhase> = {
   'db-migrate': 'pre-migrate',
   'db-post-migrate': 'post-migrate',
+  'search-deploy': 'search-deploy',
   'owner-account': 'owner-account',
 };
 
@@ -974,6 +996,15 @@ function renderMigrationJob(ctx: RenderContext, phase: 'pre' | 'post'): KubeObje
   const args = ['bundle', 'exec', 'rails', phase === 'pre' ? 'db:prepare' : 'db:migrate'];
   const env: Record<string, string> = phase === 'pre' ? { SKIP_POST_DEPLOYMENT_MIGRATIONS: 'true' } : {};
   return runOnceJob(ctx, component, taskPodSpec(ctx, component, args, { env }));
+}
+
+/**
+ * Builds the search indexes once search is on, and again for each new version (whose indexes
+ * may have changed): named by its spec like every run-once Job, so it runs once per version.
+ */
+function renderSearchDeployJob(ctx: RenderContext): KubeObject {
+  const args = ['bin/tootctl', 'search', 'deploy', '--concurrency', String(ctx.sizing.task.concurrency)];
+  return runOnceJob(ctx, 'search-deploy', taskPodSpec(ctx, 'search-deploy', args));
 }
 
 /**
@@ -1096,6 +1127,7 @@ function tlsSecretName(ctx: RenderContext): string {
  */
 function renderIngress(ctx: RenderContext): KubeObject {
   const backend = (service: string, port: string) => ({ service: { name: service, port: { name: port } } });
+  const route = ctx.input.objectStorage?.route;
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'Ingress',
@@ -1118,6 +1150,15 @@ function renderIngress(ctx: RenderContext): KubeObject {
                     pathType: 'Prefix',
                     backend: backend('streaming', 'streaming'),
                   },
+                  ...(route
+                    ? [
+                        {
+                          path: route.path,
+                          pathType: 'Prefix',
+                          backend: { service: { name: route.service, port: { number: route.port } } },
+                        },
+                      ]
+                    : []),
                   { path: '/', pathType: 'Prefix', backend: backend('web', 'http') },
                 ],
           },

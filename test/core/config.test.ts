@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig, parseMasterKeys } from '../../core/config.ts';
 
 const b64key = (bytes = 32) => randomBytes(bytes).toString('base64');
@@ -36,6 +38,13 @@ describe('loadConfig', () => {
       publicUrl: 'http://127.0.0.1:3000',
       rateLimits: { perActorPerMinute: 600, perIpPerMinute: 120 },
       dnsServers: [],
+      pulumi: {
+        root: null,
+        backendUrl: pathToFileURL(path.resolve('./data/pulumi')).href,
+        secretsProvider: 'passphrase',
+        passphrase: undefined,
+        concurrency: 2,
+      },
       log: { level: 'info', format: 'json' },
     });
   });
@@ -160,12 +169,43 @@ describe('loadConfig', () => {
     assert.match(error.message, /WOOLLY_SESSION_SECRET is required in production/);
   });
 
-  test('production starts with WOOLLY_MASTER_KEYS, DATABASE_URL and WOOLLY_SESSION_SECRET', () => {
+  test('production refuses the Pulumi passphrase provider without WOOLLY_PULUMI_PASSPHRASE, not a KMS key', () => {
+    const base = {
+      NODE_ENV: 'production',
+      DATABASE_URL: PROD_DB,
+      WOOLLY_MASTER_KEYS: `k1:${b64key()}`,
+      WOOLLY_SESSION_SECRET: b64key(),
+    };
+    assert.match(configError(base).message, /WOOLLY_PULUMI_PASSPHRASE is required in production/);
+    const kms = loadConfig({
+      ...base,
+      WOOLLY_PULUMI_SECRETS_PROVIDER: 'awskms://alias/woolly?region=eu-west-1',
+    });
+    assert.equal(kms.pulumi.secretsProvider, 'awskms://alias/woolly?region=eu-west-1');
+    assert.equal(kms.pulumi.passphrase, undefined);
+  });
+
+  test('Pulumi settings: state under the data folder by default; a bad backend or short passphrase is named, never echoed', () => {
+    const config = loadConfig({ WOOLLY_DATA_DIR: '/var/lib/woolly' });
+    assert.equal(config.pulumi.backendUrl, 'file:///var/lib/woolly/pulumi');
+    assert.equal(config.pulumi.root, null);
+    assert.equal(config.pulumi.concurrency, 2);
+    const error = configError({
+      WOOLLY_PULUMI_BACKEND_URL: 'ftp://x',
+      WOOLLY_PULUMI_PASSPHRASE: 'tooshort-secret',
+    });
+    assert.match(error.message, /WOOLLY_PULUMI_BACKEND_URL must be a file:\/\//);
+    assert.match(error.message, /WOOLLY_PULUMI_PASSPHRASE must be at least 16 characters/);
+    assert.ok(!error.message.includes('tooshort-secret'), error.message);
+  });
+
+  test('production starts with WOOLLY_MASTER_KEYS, DATABASE_URL, WOOLLY_SESSION_SECRET and WOOLLY_PULUMI_PASSPHRASE', () => {
     const config = loadConfig({
       NODE_ENV: 'production',
       DATABASE_URL: PROD_DB,
       WOOLLY_MASTER_KEYS: `k1:${b64key()}`,
       WOOLLY_SESSION_SECRET: b64key(),
+      WOOLLY_PULUMI_PASSPHRASE: b64key(),
     });
     assert.equal(config.env, 'production');
     assert.equal(config.masterKeys.length, 1);

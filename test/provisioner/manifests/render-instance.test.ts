@@ -57,7 +57,7 @@ function planByCode(code: string): PlanDefinition {
 }
 
 const OBJECT_STORAGE = { bucket: 'chess-media', endpoint: 'https://s3.fr-par.scw.cloud', region: 'fr-par' };
-const SEARCH = { host: 'opensearch.search.svc.cluster.local', port: 9200 };
+const SEARCH = { host: 'opensearch.search.svc.cluster.local', port: 9200, scheme: 'http' as const };
 
 /** Every plan with and without the add-ons that change which objects exist. */
 function variants(): { name: string; input: InstanceRenderInput }[] {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the `pulumi` CLI and the Pulumi Kubernetes resource provider the tests run from
 # this folder's two Go modules (cli/ and kubernetes/), once, into a cache folder outside the repo keyed by both versions:
-#   ${WOOLLY_PULUMI_CACHE:-$HOME/.cache/woolly/pulumi}/<pulumi>-k8s-<provider>/{pulumi,pulumi-resource-kubernetes}
+#   ${WOOLLY_PULUMI_CACHE:-$HOME/.cache/woolly/pulumi}/<pulumi>-k8s-<provider>/bin/{pulumi,pulumi-resource-kubernetes}
 # Skips the build when both binaries exist. Needs Go >= 1.26.6 and the Go module proxy only
-# (go.sum pins every module). Prints one line on stdout: the folder holding the binaries.
+# (go.sum pins every module). Prints one line on stdout: the Pulumi root, the folder whose bin/ holds the binaries (the
+# layout `PulumiCommand.get({ root })` and WOOLLY_PULUMI_ROOT expect).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,7 +35,7 @@ export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 cache="${WOOLLY_PULUMI_CACHE:-$HOME/.cache/woolly/pulumi}"
 dest="$cache/$pulumi_version-k8s-$k8s_version"
 
-if [[ -x "$dest/pulumi" && -x "$dest/pulumi-resource-kubernetes" ]]; then
+if [[ -x "$dest/bin/pulumi" && -x "$dest/bin/pulumi-resource-kubernetes" ]]; then
   echo "$dest"
   exit 0
 fi
@@ -44,7 +45,7 @@ mkdir -p "$cache"
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$cache/.lock"
   flock 9
-  if [[ -x "$dest/pulumi" && -x "$dest/pulumi-resource-kubernetes" ]]; then
+  if [[ -x "$dest/bin/pulumi" && -x "$dest/bin/pulumi-resource-kubernetes" ]]; then
     echo "$dest"
     exit 0
   fi
@@ -87,7 +88,7 @@ go build -overlay "$work/overlay.json" \
   -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$provider_version" \
   -o "$work/pulumi-resource-kubernetes" .
 
-mkdir -p "$dest"
-mv -f "$work/pulumi" "$work/pulumi-resource-kubernetes" "$dest/"
+mkdir -p "$dest/bin"
+mv -f "$work/pulumi" "$work/pulumi-resource-kubernetes" "$dest/bin/"
 echo "pulumi/build.sh: built in $((SECONDS - started)) s" >&2
 echo "$dest"
