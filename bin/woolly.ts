@@ -110,7 +110,15 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
       databaseUrl: database.url,
       concurrency: config.workerConcurrency,
       log,
-      tasks: { ...provisionerTasks({ db, box, log }), ...api.tasks },
+      tasks: {
+        ...provisionerTasks({
+          db,
+          box,
+          log,
+          pulumi: pulumiSettings(config, keys[0] ?? fail('no master key')),
+        }),
+        ...api.tasks,
+      },
       crontab: [api.crontab, PROVISIONER_CRONTAB].join('\n'),
     });
     releases.push(() => worker.release());

@@ -23,7 +23,8 @@ export type AddonProvider =
   | {
       kind: 'aws';
       settings: AwsAddonSettings;
-      credentials: { accessKeyId: string; secretAccessKey: string };
+      /** Null: the worker's own AWS credential chain (environment, profile, IAM role). */
+      credentials: { accessKeyId: string; secretAccessKey: string } | null;
     };
 
 export interface AddonStackSpec {

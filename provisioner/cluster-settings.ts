@@ -1,5 +1,27 @@
 import { z } from 'zod';
 
+/** Where a cluster's add-ons run: in the cluster itself, or in a cloud account (AWS). */
+const addonSettingsSchema = z.discriminatedUnion('provider', [
+  z.object({ provider: z.literal('in-cluster') }),
+  z.object({
+    provider: z.literal('aws'),
+    aws: z.object({
+      region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as eu-west-1'),
+      s3Endpoint: z.url({ protocol: /^https$/ }).optional(),
+      cdnHost: z.string().min(1).optional(),
+      /** The cluster's egress addresses: the only ones the search endpoint answers. */
+      egressCidrs: z.array(z.cidrv4().or(z.cidrv6())).min(1).optional(),
+      dns: z
+        .object({
+          zoneId: z.string().min(1),
+          zoneName: z.string().min(1),
+          ingressHostname: z.string().min(1),
+        })
+        .optional(),
+    }),
+  }),
+]);
+
 /** The shared services a cluster offers its instances; stored on the Cluster row. */
 export const clusterSettingsSchema = z.object({
   databaseHost: z.string().default('postgres.woolly-system.svc.cluster.local'),
@@ -20,6 +42,7 @@ export const clusterSettingsSchema = z.object({
         .default('woolly-backups'),
     })
     .optional(),
+  addons: addonSettingsSchema.default({ provider: 'in-cluster' }),
 });
 
 export type ClusterSettings = z.output<typeof clusterSettingsSchema>;

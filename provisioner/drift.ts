@@ -5,8 +5,10 @@
  */
 import type { SecretBox } from '../core/crypto.ts';
 import type { Db } from '../core/db.ts';
+import type { PlanLimits } from '../core/domain/catalog.ts';
 import { transition } from '../core/domain/instance-status.ts';
 import type { Logger } from '../core/log.ts';
+import { addonRenderInput } from './addons.ts';
 import { parseClusterSettings } from './cluster-settings.ts';
 import { openClusterSecrets } from './clusters.ts';
 import { enqueueReconcile, enqueueUnsettledReconciles } from './index.ts';
@@ -54,7 +56,10 @@ const keyOf = (object: { kind: string; name: string }) => `${object.kind}/${obje
  * The Secret's values do not matter here, only that it exists.
  */
 export function expectedObjectsOf(
-  instance: RenderedInstance & { observedGeneration: number },
+  instance: RenderedInstance & {
+    observedGeneration: number;
+    addonStack?: { state: string; outputs: unknown } | null;
+  },
   settings: ReturnType<typeof parseClusterSettings>,
 ): ExpectedObject[] {
   const rendered = renderInstanceManifests(
@@ -62,6 +67,7 @@ export function expectedObjectsOf(
       generation: instance.observedGeneration,
       suspended: false,
       owner: null,
+      addons: addonRenderInput(instance.addonStack ?? null, instance.plan.limits as PlanLimits),
     }),
   );
   return [
@@ -169,6 +175,7 @@ export async function observeDrift(deps: ResyncDeps): Promise<Omit<ResyncReport,
         flavor: true,
         observedGeneration: true,
         plan: { select: { code: true, limits: true } },
+        addonStack: { select: { state: true, outputs: true } },
       },
     });
     if (instances.length === 0) continue;

@@ -4,8 +4,9 @@ import { stringify } from 'yaml';
 export const PROVISIONER_ROLE = 'woolly-provisioner';
 
 /**
- * Plural resource names of the kinds the provisioner manages, by API group: the Namespace and
- * every kind in `INSTANCE_KINDS` (kubernetes.target.ts).
+ * Plural resource names of the kinds the provisioner manages, by API group: the Namespace,
+ * every kind in `INSTANCE_KINDS` (kubernetes.target.ts), and the StatefulSets of the in-cluster
+ * add-ons (infra/addons/in-cluster.ts), which its Pulumi stacks create with the same identity.
  */
 const RESOURCES: Record<string, string[]> = {
   '': [
@@ -18,7 +19,7 @@ const RESOURCES: Record<string, string[]> = {
     'persistentvolumeclaims',
   ],
   'networking.k8s.io': ['networkpolicies', 'ingresses'],
-  apps: ['deployments'],
+  apps: ['deployments', 'statefulsets'],
   batch: ['jobs', 'cronjobs'],
   policy: ['poddisruptionbudgets'],
   'cert-manager.io': ['certificates'],

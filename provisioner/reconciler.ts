@@ -4,6 +4,8 @@ import type { PlanLimits } from '../core/domain/catalog.ts';
 import { canTransition, type InstanceStatus, transition } from '../core/domain/instance-status.ts';
 import type { OperationKind } from '../core/generated/prisma/enums.ts';
 import type { Logger } from '../core/log.ts';
+import type { PulumiSettings } from '../infra/workspace.ts';
+import { addonRenderInput, addonSecretValues, purgeAddons, reconcileAddons } from './addons.ts';
 import { parseClusterSettings } from './cluster-settings.ts';
 import { type BackupCredentials, openClusterSecrets } from './clusters.ts';
 import { dropInstanceDatabase, ensureInstanceDatabase } from './database.ts';
@@ -27,6 +29,8 @@ export interface ReconcilerDeps {
   log: Logger;
   /** Picks the target for a cluster row; the dry-run store unless a test swaps it. */
   targetFor?: (cluster: { target: string }) => ClusterTarget;
+  /** Where add-on stacks live; without it add-on steps on a real cluster report themselves blocked. */
+  pulumi?: PulumiSettings | null;
 }
 
 type StepResult = { outcome: 'succeeded' | 'skipped'; detail?: string };
@@ -139,6 +143,8 @@ type ClusterRow = {
  */
 interface Connection {
   target: ClusterTarget;
+  /** Null on the dry-run target. */
+  kubeconfig: string | null;
   databaseAdminUrl: string | null;
   backups: { storage: BackupStorage; credentials: BackupCredentials } | null;
 }
@@ -147,6 +153,7 @@ async function connect(deps: ReconcilerDeps, cluster: ClusterRow): Promise<Conne
   if (cluster.target !== 'kubernetes') {
     return {
       target: deps.targetFor?.(cluster) ?? makeDryRunTarget(deps.db),
+      kubeconfig: null,
       databaseAdminUrl: null,
       backups: null,
     };
@@ -155,6 +162,7 @@ async function connect(deps: ReconcilerDeps, cluster: ClusterRow): Promise<Conne
   const storage = parseClusterSettings(cluster.settings).backups;
   return {
     target: deps.targetFor?.(cluster) ?? kubernetesTargetFor(secrets.kubeconfig),
+    kubeconfig: secrets.kubeconfig,
     databaseAdminUrl: secrets.databaseAdminUrl,
     backups:
       storage && secrets.backupCredentials ? { storage, credentials: secrets.backupCredentials } : null,
@@ -258,7 +266,7 @@ async function reconcile(deps: ReconcilerDeps, instanceId: string): Promise<void
   });
   const cluster = placed.cluster;
   if (!cluster) throw new Error('instance has no cluster after placement');
-  const { target, databaseAdminUrl } = await connect(deps, cluster);
+  const { target, databaseAdminUrl, kubeconfig } = await connect(deps, cluster);
   const settings = parseClusterSettings(cluster.settings);
   const namespace = namespaceFor(instanceId);
   const databaseName = namespace.replaceAll('-', '_');
@@ -292,31 +300,37 @@ async function reconcile(deps: ReconcilerDeps, instanceId: string): Promise<void
       detail: `${made.createdDatabase ? 'created' : 'kept'} database and ${made.createdRole ? 'created' : 'updated'} role ${databaseName}`,
     };
   });
-  const addons = new Set(instance.addons.map((addon) => addon.addonType.code));
-  const objects = renderInstanceManifests(
-    instanceRenderInput(instance, settings, {
-      generation,
-      suspended: scaledDown,
-      owner: instance.status === 'provisioning' ? await ownerOf(db, instance.organizationId) : null,
-    }),
-  );
-  const [namespaceObject, ...rest] = objects;
+  const render = async () =>
+    renderInstanceManifests(
+      instanceRenderInput(instance, settings, {
+        generation,
+        suspended: scaledDown,
+        owner: instance.status === 'provisioning' ? await ownerOf(db, instance.organizationId) : null,
+        addons: addonRenderInput(
+          await db.addonStack.findUnique({ where: { instanceId } }),
+          instance.plan.limits as unknown as PlanLimits,
+        ),
+      }),
+    );
+  await step('addons', async () => {
+    // The in-cluster add-ons go in the server's namespace, so it exists first.
+    const [namespaceObject] = await render();
+    if (namespaceObject && kubeconfig) await target.apply(instanceId, generation, [namespaceObject]);
+    return reconcileAddons(deps, { instance, settings, kubeconfig });
+  });
+  const [namespaceObject, ...rest] = await render();
   const secret = renderInstanceSecret({
     namespace,
     name: INSTANCE_SECRET_NAME,
     labels: namespaceObject?.metadata.labels ?? {},
-    values: (await loadSecrets()).values,
+    values: { ...(await loadSecrets()).values, ...(await addonSecretValues(db, deps.box, instanceId)) },
   });
   const rendered = namespaceObject ? [namespaceObject, secret, ...rest] : [secret, ...rest];
   const phase = (name: ApplyPhase) => rendered.filter((object) => applyPhaseOf(object) === name);
 
   await step('apply-config', async () => {
     const { applied } = await target.apply(instanceId, generation, phase('config'));
-    const pending = [...addons].filter((code) => code === 'object_storage' || code === 'elasticsearch');
-    return {
-      outcome: 'succeeded',
-      detail: `applied ${applied} objects${pending.length > 0 ? `; add-ons not yet wired: ${pending.join(', ')}` : ''}`,
-    };
+    return { outcome: 'succeeded', detail: `applied ${applied} objects` };
   });
   const runJob = async (name: ApplyPhase): Promise<StepResult> => {
     const [job] = phase(name);
@@ -357,6 +371,7 @@ async function reconcile(deps: ReconcilerDeps, instanceId: string): Promise<void
     };
   });
   await step('post-migrate', () => runJob('post-migrate'));
+  await step('search-deploy', () => runJob('search-deploy'));
   if (instance.status === 'provisioning') await step('owner-account', () => runJob('owner-account'));
   await step('prune', async () => {
     const { pruned } = await target.prune(instanceId, generation, rendered);
@@ -445,6 +460,7 @@ async function purge(deps: ReconcilerDeps, instanceId: string): Promise<void> {
   await step('final-backup', () =>
     takeBackup(deps, instanceId, operation.id, instance.generation, connection),
   );
+  await step('addons', () => purgeAddons(deps, instanceId));
   await step('remove-objects', async () => {
     if (!target) return { outcome: 'skipped', detail: 'never placed on a cluster' };
     const { removed } = await target.remove(instanceId);

@@ -28,6 +28,8 @@ export function instanceRenderInput(
     suspended: boolean;
     /** The Owner account to make; only while the instance is being provisioned. */
     owner: { username: string; email: string } | null;
+    /** What its add-on stack holds (`addonRenderInput`); none when left out. */
+    addons?: Pick<InstanceRenderInput, 'objectStorage' | 'search' | 'addonQuota'>;
   },
 ): InstanceRenderInput {
   const databaseName = namespaceFor(instance.id).replaceAll('-', '_');
@@ -53,9 +55,9 @@ export function instanceRenderInput(
     },
     ingressClassName: settings.ingressClassName,
     clusterIssuer: settings.clusterIssuer,
-    // Add-on endpoints come from their Pulumi stacks (infra/); until then add-ons render off.
-    objectStorage: null,
-    search: null,
+    objectStorage: options.addons?.objectStorage ?? null,
+    search: options.addons?.search ?? null,
+    addonQuota: options.addons?.addonQuota ?? null,
     suspended: options.suspended,
     owner: options.owner,
   };

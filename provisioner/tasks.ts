@@ -71,6 +71,8 @@ export function provisionerTasks(deps: {
   box: SecretBox;
   log: Logger;
   targetFor?: ReconcilerDeps['targetFor'];
+  /** Where add-on stacks live (infra/workspace.ts); none: add-on steps on real clusters are blocked. */
+  pulumi?: ReconcilerDeps['pulumi'];
   /** How soon a reconcile waiting on the cluster looks again (default `WAIT_POLL_MS`). */
   waitPollMs?: number;
   /** How soon a fleet upgrade's driver looks at a wave in flight again (`FLEET_UPGRADE_WATCH_MS`). */

@@ -58,6 +58,15 @@ const MANIFESTS = `
     from "DryRunObject" d where d."instanceId" = i.id), '[]')::text as json
   from "Instance" i where i.id = $1 and ${VISIBLE}`;
 
+/** The instance's add-on stack (null fields when it has none). */
+const ADDON_STACK = `
+  select json_build_object(
+    'stackName', s."stackName", 'state', coalesce(s.state, 'none'),
+    'resources', coalesce(s.resources, '[]'::jsonb), 'outputs', coalesce(s.outputs, '{}'::jsonb),
+    'changes', coalesce(s.changes, '{}'::jsonb), 'updatedAt', s."updatedAt")::text as json
+  from "Instance" i left join "AddonStack" s on s."instanceId" = i.id
+  where i.id = $1 and ${VISIBLE}`;
+
 /** Operations newest first, after the keyset ($3, $4); null when the instance is not visible. */
 const OPERATIONS = `
   select i.id as "instanceId", o.json, o."startedAt", o.id
@@ -107,6 +116,20 @@ export async function findInstanceManifestsJson(
   const { rows } = await pool.query<{ json: string }>({
     name: 'instance-manifests',
     text: MANIFESTS,
+    values: [instanceId, memberUserId],
+  });
+  return rows[0]?.json ?? null;
+}
+
+/** The instance's add-on stack as JSON, or null when the instance is missing or not visible. */
+export async function findAddonStackJson(
+  pool: Pool,
+  instanceId: string,
+  memberUserId: string | null,
+): Promise<string | null> {
+  const { rows } = await pool.query<{ json: string }>({
+    name: 'instance-addon-stack',
+    text: ADDON_STACK,
     values: [instanceId, memberUserId],
   });
   return rows[0]?.json ?? null;

@@ -15,6 +15,7 @@ import {
 } from './instance-actions.ts';
 import { streamInstanceEvents } from './instance-events.ts';
 import {
+  getAddonStackJson,
   getInstanceJson,
   getInstanceManifestsJson,
   getOperationJson,
@@ -38,7 +39,8 @@ type InstanceOperations =
   | 'requestBackup'
   | 'listOperations'
   | 'getOperation'
-  | 'listInstanceManifests';
+  | 'listInstanceManifests'
+  | 'getInstanceAddonStack';
 
 const presentBackup = (backup: {
   id: string;
@@ -135,6 +137,9 @@ export function instancesHandlers(deps: ApiDeps): Pick<OperationHandlers, Instan
     async listInstanceManifests(req, res, { params }) {
       const json = await getInstanceManifestsJson(deps, requestContext(req).actor, params.id);
       res.type('application/json').send(json);
+    },
+    async getInstanceAddonStack(req, res, { params }) {
+      res.type('application/json').send(await getAddonStackJson(deps, requestContext(req).actor, params.id));
     },
   };
 }

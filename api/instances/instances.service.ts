@@ -3,6 +3,7 @@ import type { InstanceStatus } from '../../core/generated/prisma/enums.ts';
 import type { Actor, ApiDeps } from '../context.ts';
 import { isStaff } from '../policy.ts';
 import {
+  findAddonStackJson,
   findInstanceDetailJson,
   findInstanceManifestsJson,
   findOperationJson,
@@ -83,6 +84,17 @@ export async function getInstanceManifestsJson(
   const json = await findInstanceManifestsJson(deps.pool, id, memberFilter(actor));
   if (json === null) throw new AppError('not_found', `No instance ${id}.`);
   return `{"data":${json}}`;
+}
+
+/** The instance's add-on stack: what it holds, or on the dry-run target plans, and its settings. */
+export async function getAddonStackJson(
+  deps: Pick<ApiDeps, 'pool'>,
+  actor: Actor,
+  id: string,
+): Promise<string> {
+  const json = await findAddonStackJson(deps.pool, id, memberFilter(actor));
+  if (json === null) throw new AppError('not_found', `No instance ${id}.`);
+  return json;
 }
 
 /** A page of the instance's operations, newest first, as `{ data, nextCursor }` JSON. */

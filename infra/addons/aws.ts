@@ -51,12 +51,14 @@ export function tagsFor(owner: AddonOwner, component: string): Record<string, st
 export function awsProvider(
   name: string,
   settings: AwsAddonSettings,
-  credentials: { accessKeyId: pulumi.Input<string>; secretAccessKey: pulumi.Input<string> },
+  /** Null: the worker's own AWS credential chain (environment, profile, IAM role). */
+  credentials: { accessKeyId: pulumi.Input<string>; secretAccessKey: pulumi.Input<string> } | null,
 ) {
   return new aws.Provider(name, {
     region: settings.region,
-    accessKey: credentials.accessKeyId,
-    secretKey: pulumi.secret(credentials.secretAccessKey),
+    ...(credentials
+      ? { accessKey: credentials.accessKeyId, secretKey: pulumi.secret(credentials.secretAccessKey) }
+      : {}),
     ...(settings.s3Endpoint
       ? {
           endpoints: [{ s3: settings.s3Endpoint }],

@@ -235,22 +235,29 @@ export function renderInstanceManifests(input: InstanceRenderInput): KubeObject[
   ];
 }
 
-/** An Opaque Secret carrying `values` as stringData; keys are sorted so output is stable. */
+/**
+ * An Opaque Secret carrying `values` base64-encoded in `data`, keys sorted so output is stable.
+ * Not `stringData`: the API server folds that into `data` and keeps no record of who set which
+ * key, so a key dropped from it (an add-on removed) would stay; in `data` each key is the
+ * field manager's, and server-side apply removes the ones it no longer sends.
+ */
 export function renderInstanceSecret(input: {
   namespace: string;
   name: string;
   labels: Record<string, string>;
   values: Record<string, string>;
 }): KubeObject {
-  const stringData = Object.fromEntries(
-    Object.entries(input.values).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  const data = Object.fromEntries(
+    Object.entries(input.values)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, value]) => [key, Buffer.from(value).toString('base64')]),
   );
   return {
     apiVersion: 'v1',
     kind: 'Secret',
     metadata: { name: input.name, namespace: input.namespace, labels: { ...input.labels } },
     type: 'Opaque',
-    stringData,
+    data,
   };
 }
 

@@ -254,6 +254,116 @@ describe('plan changes and upgrades', () => {
 });
 
 describe('add-ons', () => {
+  test('object storage and search added through the API: their stack is planned on the dry-run target and wired into Mastodon', async () => {
+    const id = await runningInstance('community');
+    for (const code of ['object_storage', 'elasticsearch']) {
+      const added = await call(`${app.url}/v1/instances/${id}/addons`, {
+        token: owner.token,
+        body: { code },
+      });
+      assert.equal(added.status, 202, JSON.stringify(added.body));
+    }
+    assert.equal(
+      (await call(`${app.url}/v1/instances/${id}/addon-stack`, { token: owner.token })).body.state,
+      'none',
+    );
+    await reconcileInstance(reconcilerDeps(), id);
+
+    const stack = await call(`${app.url}/v1/instances/${id}/addon-stack`, { token: owner.token });
+    assert.equal(stack.status, 200, JSON.stringify(stack.body));
+    assert.equal(stack.body.state, 'planned');
+    assert.equal(stack.body.stackName, `woolly-addons/instance-${id}`);
+    const planned = (stack.body.resources as { type: string; name: string }[]).map(
+      (r) => `${r.type} ${r.name}`,
+    );
+    for (const expected of [
+      'kubernetes:apps/v1:StatefulSet object-storage',
+      'kubernetes:apps/v1:StatefulSet search',
+      'kubernetes:batch/v1:Job object-storage-bucket',
+      'kubernetes:networking.k8s.io/v1:NetworkPolicy allow-ingress-to-search',
+    ]) {
+      assert.ok(planned.includes(expected), `${expected} in ${planned.join(', ')}`);
+    }
+    const { domain } = (await get(id)).body;
+    const namespace = `mastodon-${id.replaceAll('-', '').slice(0, 12)}`;
+    assert.deepEqual(stack.body.outputs.objectStorage, {
+      bucket: 'mastodon',
+      endpoint: `http://object-storage.${namespace}.svc.cluster.local:9000`,
+      region: 'us-east-1',
+      aliasHost: `${domain}/mastodon`,
+      route: { path: '/mastodon/', service: 'object-storage', port: 9000 },
+    });
+    assert.deepEqual(stack.body.outputs.search, {
+      host: `search.${namespace}.svc.cluster.local`,
+      port: 9200,
+      scheme: 'https',
+      user: 'admin',
+    });
+    const step = await database.db.operationStep.findFirstOrThrow({
+      where: { operation: { instanceId: id }, name: 'addons' },
+      orderBy: { startedAt: 'desc' },
+    });
+    assert.match(step.detail ?? '', /^dry-run: stack instance-\S+ would hold 11 resources: /);
+
+    // biome-ignore lint/suspicious/noExplicitAny: the objects are checked field by field below.
+    const objects = (await manifests(id)) as any[];
+    const find = (kind: string, name: string) =>
+      objects.find((object) => object.kind === kind && object.metadata.name.startsWith(name));
+    const env = find('ConfigMap', 'mastodon-env').data;
+    assert.equal(env.S3_ENABLED, 'true');
+    assert.equal(env.S3_BUCKET, 'mastodon');
+    assert.equal(env.S3_ALIAS_HOST, `${domain}/mastodon`);
+    assert.equal(env.ES_ENABLED, 'true');
+    assert.equal(env.ES_HOST, `https://search.${namespace}.svc.cluster.local`);
+    assert.deepEqual(
+      ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'ES_PASS', 'ES_USER'].filter(
+        (key) => !(key in find('Secret', 'mastodon-secrets').data),
+      ),
+      [],
+    );
+    assert.equal(find('PersistentVolumeClaim', 'mastodon-system'), undefined, 'media live in the bucket');
+    const paths = find('Ingress', 'mastodon').spec.rules[0].http.paths;
+    assert.deepEqual(paths.find((path: { path: string }) => path.path === '/mastodon/').backend, {
+      service: { name: 'object-storage', port: { number: 9000 } },
+    });
+    assert.equal(find('ResourceQuota', 'mastodon').spec.hard.persistentvolumeclaims, '2');
+    assert.deepEqual(find('Job', 'search-deploy-').spec.template.spec.containers[0].args.slice(0, 3), [
+      'bin/tootctl',
+      'search',
+      'deploy',
+    ]);
+    // The generated credentials are sealed: nowhere in what the API shows.
+    const credentials = await database.db.secretRecord.findFirstOrThrow({
+      where: { instanceId: id, name: 'ADDON_CREDENTIALS' },
+    });
+    const sealed = JSON.parse(box.open(credentials, `instance:${id}:ADDON_CREDENTIALS`)) as Record<
+      string,
+      string
+    >;
+    const shown = JSON.stringify([stack.body, objects]);
+    for (const value of Object.values(sealed)) assert.ok(!shown.includes(value), 'a credential was shown');
+
+    for (const code of ['object_storage', 'elasticsearch']) {
+      const removed = await call(`${app.url}/v1/instances/${id}/addons/${code}`, {
+        method: 'DELETE',
+        token: owner.token,
+      });
+      assert.equal(removed.status, 202);
+    }
+    await reconcileInstance(reconcilerDeps(), id);
+    const gone = await call(`${app.url}/v1/instances/${id}/addon-stack`, { token: owner.token });
+    assert.deepEqual([gone.body.state, gone.body.resources], ['destroyed', []]);
+    // biome-ignore lint/suspicious/noExplicitAny: as above.
+    const after = (await manifests(id)) as any[];
+    const afterEnv = after.find((object) => object.metadata.name === 'mastodon-env').data;
+    assert.equal(afterEnv.S3_ENABLED, undefined);
+    assert.equal(afterEnv.ES_ENABLED, undefined);
+    assert.ok(
+      after.some((object) => object.metadata.name === 'mastodon-system'),
+      'media back on the volume',
+    );
+  });
+
   test('added and removed through the plan’s allowance, each change reconciled', async () => {
     const id = await runningInstance('starter');
     const add = (code: string) =>
@@ -382,7 +492,7 @@ describe('delete with a grace period', () => {
     assert.equal(purged.body.status, 'deleted');
     assert.deepEqual(
       purged.body.operations.at(-1).steps.map((step: { name: string }) => step.name),
-      ['final-backup', 'remove-objects', 'database', 'secrets'],
+      ['final-backup', 'addons', 'remove-objects', 'database', 'secrets'],
     );
     assert.deepEqual(await manifests(id), []);
     assert.equal(await database.db.secretRecord.count({ where: { instanceId: id } }), 0);

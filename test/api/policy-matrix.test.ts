@@ -467,9 +467,9 @@ const ROUTES: Route[] = [
     expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
   },
   {
-    name: "the instance's operations, manifests and backups (members)",
+    name: "the instance's operations, manifests, add-on stack and backups (members)",
     request: (caller) => ({
-      path: `/v1/instances/${instanceId}/${['operations', 'manifests', 'backups'][CALLERS.indexOf(caller) % 3]}`,
+      path: `/v1/instances/${instanceId}/${['operations', 'manifests', 'addon-stack', 'backups'][CALLERS.indexOf(caller) % 4]}`,
     }),
     expected: { anonymous: 401, outsider: 404, member: 200, staff: 200 },
   },

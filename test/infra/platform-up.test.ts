@@ -257,6 +257,7 @@ describe('the platform stack, run by the real pulumi CLI against a real kube-api
           smtpPort: 587,
           ingressClassName: 'nginx',
           clusterIssuer: 'letsencrypt-staging',
+          addons: { provider: 'in-cluster' },
         },
       ],
     );

@@ -167,6 +167,7 @@ describe('provisioning onto a real API server and database', { skip }, () => {
       ['placement', 'succeeded'],
       ['secrets', 'succeeded'],
       ['database', 'succeeded'],
+      ['addons', 'skipped'],
       ['apply-config', 'succeeded'],
       ['pre-migrate', 'running'],
     ]);
@@ -183,7 +184,7 @@ describe('provisioning onto a real API server and database', { skip }, () => {
     // Waiting is not failing: looking again keeps the one step row, still running.
     assert.equal((await reconcileInstance(deps(), instanceId)).state, 'waiting');
     assert.deepEqual((await stepsOf()).at(-1), ['pre-migrate', 'running']);
-    assert.equal((await steps()).length, 5);
+    assert.equal((await steps()).length, 6);
   });
 
   it('rolls the workloads out once the migration is done, and waits for them', async () => {
@@ -195,7 +196,7 @@ describe('provisioning onto a real API server and database', { skip }, () => {
     const result = await reconcileInstance(deps(), instanceId);
     assert.match(result.state === 'waiting' ? result.detail : '', /rolling out: .*web 0\/2 available/);
     assert.equal((await web())?.spec.replicas, 2);
-    assert.deepEqual((await stepsOf()).slice(4), [
+    assert.deepEqual((await stepsOf()).slice(5), [
       ['pre-migrate', 'succeeded'],
       ['apply-workloads', 'succeeded'],
       ['rollout', 'running'],
@@ -250,10 +251,11 @@ describe('provisioning onto a real API server and database', { skip }, () => {
       `/apis/cert-manager.io/v1/namespaces/${namespace}/certificates`,
     );
     assert.equal((certificate.body.items as unknown[]).length, 1);
-    assert.deepEqual((await stepsOf()).slice(-5), [
+    assert.deepEqual((await stepsOf()).slice(-6), [
       ['rollout', 'succeeded'],
       ['apply-route', 'succeeded'],
       ['post-migrate', 'succeeded'],
+      ['search-deploy', 'skipped'],
       ['owner-account', 'succeeded'],
       ['prune', 'succeeded'],
     ]);

@@ -68,12 +68,14 @@ test('a provisioning instance is rendered onto the dry-run target and marked run
       ['placement', 'succeeded'],
       ['secrets', 'succeeded'],
       ['database', 'skipped'],
+      ['addons', 'skipped'],
       ['apply-config', 'succeeded'],
       ['pre-migrate', 'skipped'],
       ['apply-workloads', 'succeeded'],
       ['rollout', 'skipped'],
       ['apply-route', 'succeeded'],
       ['post-migrate', 'skipped'],
+      ['search-deploy', 'skipped'],
       ['owner-account', 'skipped'],
       ['prune', 'succeeded'],
     ],
@@ -98,10 +100,10 @@ test('a provisioning instance is rendered onto the dry-run target and marked run
     assert.ok(kinds.has(kind), `${kind} applied`);
   }
   const secret = objects.find((object) => object.kind === 'Secret')?.manifest as {
-    stringData: Record<string, string>;
+    data: Record<string, string>;
   };
-  assert.deepEqual(Object.keys(secret.stringData).sort(), [...INSTANCE_SECRET_NAMES].sort());
-  assert.ok(Object.values(secret.stringData).every((value) => value === REDACTED_SECRET_VALUE));
+  assert.deepEqual(Object.keys(secret.data).sort(), [...INSTANCE_SECRET_NAMES].sort());
+  assert.ok(Object.values(secret.data).every((value) => value === REDACTED_SECRET_VALUE));
 });
 
 test('secrets are sealed at rest, valid for Mastodon, and never logged', async () => {
@@ -174,6 +176,7 @@ test('with a target that fails once, the retry resumes at the failed step and ke
       ['placement', 'succeeded', 1],
       ['secrets', 'succeeded', 1],
       ['database', 'skipped', 1],
+      ['addons', 'skipped', 1],
       ['apply-config', 'failed', 1],
       ['apply-config', 'succeeded', 2],
       ['pre-migrate', 'skipped', 1],
@@ -181,11 +184,12 @@ test('with a target that fails once, the retry resumes at the failed step and ke
       ['rollout', 'skipped', 1],
       ['apply-route', 'succeeded', 1],
       ['post-migrate', 'skipped', 1],
+      ['search-deploy', 'skipped', 1],
       ['owner-account', 'skipped', 1],
       ['prune', 'succeeded', 1],
     ],
   );
-  assert.equal(recorded[3]?.error, 'connection reset by peer');
+  assert.equal(recorded[4]?.error, 'connection reset by peer');
   const secretsAfter = (
     await db.secretRecord.findMany({ where: { instanceId }, orderBy: { name: 'asc' } })
   ).map((r) => r.ciphertext);

@@ -922,7 +922,7 @@ describe('sizeWorkloads', () => {
 });
 
 describe('renderInstanceSecret', () => {
-  it('renders a valid Opaque Secret with sorted stringData', () => {
+  it('renders a valid Opaque Secret with sorted, base64-encoded data', () => {
     const secret = renderInstanceSecret({
       namespace: NAMESPACE,
       name: 'mastodon-secrets',
@@ -932,8 +932,11 @@ describe('renderInstanceSecret', () => {
     assert.doesNotThrow(() => new Secret(secret).validate());
     assert.equal(secret.type, 'Opaque');
     assert.equal(secret.metadata.namespace, NAMESPACE);
-    assert.deepEqual(Object.keys(secret.stringData), ['DB_PASS', 'SECRET_KEY_BASE']);
-    assert.equal('data' in secret, false);
+    assert.deepEqual(secret.data, {
+      DB_PASS: Buffer.from('b').toString('base64'),
+      SECRET_KEY_BASE: Buffer.from('a').toString('base64'),
+    });
+    assert.equal('stringData' in secret, false);
   });
 });
 
