@@ -269,8 +269,7 @@ export async function purgeAddons(
   instanceId: string,
 ): Promise<{ outcome: 'succeeded' | 'skipped'; detail: string }> {
   const stack = await deps.db.addonStack.findUnique({ where: { instanceId } });
-  if (!stack || stack.state !== 'up')
-    return { outcome: 'skipped', detail: 'no add-on stack holds resources' };
+  if (stack?.state !== 'up') return { outcome: 'skipped', detail: 'no add-on stack holds resources' };
   if (!deps.pulumi) {
     throw new PulumiUnavailable(
       'blocked: Pulumi is not configured for this worker, so add-ons cannot be removed',

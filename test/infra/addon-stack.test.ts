@@ -7,7 +7,7 @@
  * says it is blocked.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -70,6 +70,15 @@ const locksOf = (settings: PulumiSettings) =>
     addonStackName(INSTANCE_ID),
   );
 
+/** Every file under `dir`, concatenated. */
+async function readTree(dir: string): Promise<string> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const files = entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.join(entry.parentPath, entry.name));
+  return (await Promise.all(files.map((file) => readFile(file, 'utf8')))).join('\n');
+}
+
 const exists = async (server: KubeApiServer, urlPath: string) =>
   (await kubeRequest(server, 'GET', urlPath)).status;
 const objectPaths = [
@@ -124,6 +133,12 @@ describe('the add-on driver with the real pulumi CLI against a real API server',
       route: { path: '/mastodon/', service: 'object-storage', port: 9000 },
     });
     assert.equal(applied.outputs.search?.password, 'Search-pass-1234567890');
+    // The stack's state holds the credentials and the kubeconfig encrypted, never in the clear.
+    const state = await readTree(fileURLToPath(settings.backendUrl));
+    assert.ok(state.includes('object-storage-credentials'), 'the state was read');
+    for (const secret of ['media-secret-1234567890', 'Search-pass-1234567890', server.adminToken]) {
+      assert.ok(!state.includes(secret), 'a secret in the stack state');
+    }
     assert.equal(applied.outputs.dns, null);
     assert.ok(applied.resources.some((resource) => resource.type === 'kubernetes:apps/v1:StatefulSet'));
   });

@@ -5,54 +5,18 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import * as pulumi from '@pulumi/pulumi';
 import { PLAN_CATALOG } from '../../core/domain/catalog.ts';
 import { objectStorageInCluster, searchInCluster } from '../../infra/addons/in-cluster.ts';
-import { checkResources, type ResourceView } from '../../infra/policy.ts';
+import { checkResources } from '../../infra/policy.ts';
+import { find, owner, run } from './mocks.ts';
 
-const registered: ResourceView[] = [];
-await pulumi.runtime.setMocks(
-  {
-    newResource: (args) => {
-      registered.push({ type: args.type, name: args.name, inputs: args.inputs });
-      return { id: `${args.name}-id`, state: args.inputs };
-    },
-    call: (args) => args.inputs,
-  },
-  'woolly',
-  'test',
-  false,
-);
-
-const owner = {
-  instanceId: '3f2b9c4e-1a7d-4e0b-9c2f-5d6e7f8a9b0c',
-  organizationId: '0b7e2f1c-5a4d-4c3b-8e2a-1f0e9d8c7b6a',
-  namespace: 'mastodon-3f2b9c4e1a7d',
-};
-
-/** The resources a program registered, once Pulumi has finished registering them. */
-async function run(
-  program: () => { resources: Record<string, pulumi.CustomResource> },
-): Promise<ResourceView[]> {
-  registered.length = 0;
-  const { resources } = program();
-  await Promise.all(
-    Object.values(resources).map((resource) => new Promise((resolve) => resource.urn.apply(resolve))),
-  );
-  return [...registered];
-}
-
-const find = (resources: ResourceView[], type: string, name: string) => {
-  const found = resources.find((resource) => resource.type === type && resource.name === name);
-  assert.ok(found, `${type} ${name} registered`);
-  // biome-ignore lint/suspicious/noExplicitAny: the inputs are checked by the assertions that follow.
-  return found.inputs as Record<string, any>;
-};
+/** What a program registered. */
+const resourcesOf = async (program: Parameters<typeof run>[0]) => (await run(program)).resources;
 
 describe('object storage in the cluster', () => {
   for (const plan of PLAN_CATALOG) {
     it(`registers a MinIO StatefulSet, Service, Secret and bucket Job, sized for ${plan.code}, that pass every rule`, async () => {
-      const resources = await run(() =>
+      const resources = await resourcesOf(() =>
         objectStorageInCluster(owner, {
           domain: 'social.example.org',
           limits: plan.limits,
@@ -85,7 +49,7 @@ describe('search in the cluster', () => {
   it('registers a single-node OpenSearch reachable only inside the cluster, heap half its memory', async () => {
     const large = PLAN_CATALOG.find((plan) => plan.code === 'large');
     assert.ok(large);
-    const resources = await run(() =>
+    const resources = await resourcesOf(() =>
       searchInCluster(owner, { limits: large.limits, password: 'Str0ng-pass!' }),
     );
     const container = find(resources, 'kubernetes:apps/v1:StatefulSet', 'search').spec.template.spec
@@ -105,7 +69,7 @@ describe('the policy rules catch broken variants', () => {
   const limits = PLAN_CATALOG[0]?.limits;
   assert.ok(limits);
   const compliant = async () =>
-    run(() =>
+    resourcesOf(() =>
       objectStorageInCluster(owner, {
         domain: 'social.example.org',
         limits,

@@ -21,7 +21,7 @@ import {
   SECRET_ACCESS_KEY,
   searchEndpointFor,
   sentAsSecret,
-} from './aws-mocks.ts';
+} from './mocks.ts';
 
 const settings: AwsAddonSettings = {
   region: 'eu-central-1',

@@ -31,6 +31,7 @@ import { openStack } from '../../infra/workspace.ts';
 import { openClusterSecrets } from '../../provisioner/clusters.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import {
+  installClusterIssuerCrd,
   type KubeApiServer,
   kubeRequest,
   kubeSkipReason,
@@ -109,43 +110,6 @@ function requestAs(
     request.on('error', reject);
     request.end(body === undefined ? undefined : JSON.stringify(body));
   });
-}
-
-async function installClusterIssuerCrd(server: KubeApiServer): Promise<void> {
-  const created = await kubeRequest(
-    server,
-    'POST',
-    '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
-    {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: 'clusterissuers.cert-manager.io' },
-      spec: {
-        group: 'cert-manager.io',
-        scope: 'Cluster',
-        names: {
-          plural: 'clusterissuers',
-          singular: 'clusterissuer',
-          kind: 'ClusterIssuer',
-          listKind: 'ClusterIssuerList',
-        },
-        versions: [
-          {
-            name: 'v1',
-            served: true,
-            storage: true,
-            schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-          },
-        ],
-      },
-    },
-  );
-  assert.equal(created.status, 201, JSON.stringify(created.body));
-  const deadline = Date.now() + 30_000;
-  while ((await kubeRequest(server, 'GET', '/apis/cert-manager.io/v1/clusterissuers')).status !== 200) {
-    assert.ok(Date.now() < deadline, 'clusterissuers served within 30 s');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 const UP_TIMEOUT_MS = 120_000;

@@ -10,20 +10,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { DEFAULT_CHARTS, type PlatformInput, platformProgram } from '../../infra/platform.ts';
 import type { ResourceView } from '../../infra/policy.ts';
 import { provisionerRbac } from '../../provisioner/rbac.ts';
-
-const registered: ResourceView[] = [];
-await pulumi.runtime.setMocks(
-  {
-    newResource: (args) => {
-      registered.push({ type: args.type, name: args.name, inputs: args.inputs });
-      return { id: `${args.name}-id`, state: args.inputs };
-    },
-    call: (args) => args.inputs,
-  },
-  'woolly-platform',
-  'test',
-  false,
-);
+import { find, runProgram } from './mocks.ts';
 
 const KUBECONFIG = 'apiVersion: v1\nkind: Config\n';
 const input = (overrides: Partial<PlatformInput> = {}): PlatformInput => ({
@@ -33,24 +20,7 @@ const input = (overrides: Partial<PlatformInput> = {}): PlatformInput => ({
   ...overrides,
 });
 
-/** What the program registered and returned, once every registration has gone through. */
-async function run(platform: PlatformInput): Promise<{ resources: ResourceView[]; outputs: unknown }> {
-  registered.length = 0;
-  const outputs = await platformProgram(platform)();
-  // Registrations are asynchronous: wait until the count stops growing.
-  for (let seen = -1; seen !== registered.length; ) {
-    seen = registered.length;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return { resources: [...registered], outputs };
-}
-
-const find = (resources: ResourceView[], type: string, name: string) => {
-  const found = resources.find((resource) => resource.type === type && resource.name === name);
-  assert.ok(found, `${type} ${name} registered`);
-  // biome-ignore lint/suspicious/noExplicitAny: the inputs are checked by the assertions that follow.
-  return found.inputs as Record<string, any>;
-};
+const run = (platform: PlatformInput) => runProgram(platformProgram(platform));
 
 const KUBERNETES_OBJECTS = [
   'kubernetes:core/v1:Namespace cert-manager',

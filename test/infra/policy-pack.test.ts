@@ -11,7 +11,7 @@ import { awsProvider, objectStorageAws, searchAws } from '../../infra/addons/aws
 import type { AwsAddonSettings } from '../../infra/addons/types.ts';
 import type { ResourceView } from '../../infra/policy.ts';
 import { woollyPolicies } from '../../infra/policy-pack/woolly-policies.ts';
-import { owner, run } from './aws-mocks.ts';
+import { owner, run } from './mocks.ts';
 
 const settings: AwsAddonSettings = { region: 'eu-central-1', egressCidrs: ['203.0.113.0/24'] };
 const credentials = { accessKeyId: 'AKIAWOOLLYPLATFORM00', secretAccessKey: 'platform-secret' };

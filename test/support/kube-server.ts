@@ -395,10 +395,15 @@ export function kubeRequest(
 }
 
 /**
- * Installs a minimal cert-manager `Certificate` CRD (any fields accepted), as a cluster with
- * cert-manager has, and waits until it is served.
+ * Installs a minimal cert-manager CRD (any fields accepted), as a cluster with cert-manager
+ * has, and waits until kube-apiserver's establishing controller serves it.
  */
-export async function installCertificateCrd(server: KubeApiServer): Promise<void> {
+async function installCertManagerCrd(
+  server: KubeApiServer,
+  kind: 'Certificate' | 'ClusterIssuer',
+  scope: 'Namespaced' | 'Cluster',
+): Promise<void> {
+  const plural = `${kind.toLowerCase()}s`;
   const created = await kubeRequest(
     server,
     'POST',
@@ -406,16 +411,11 @@ export async function installCertificateCrd(server: KubeApiServer): Promise<void
     {
       apiVersion: 'apiextensions.k8s.io/v1',
       kind: 'CustomResourceDefinition',
-      metadata: { name: 'certificates.cert-manager.io' },
+      metadata: { name: `${plural}.cert-manager.io` },
       spec: {
         group: 'cert-manager.io',
-        scope: 'Namespaced',
-        names: {
-          plural: 'certificates',
-          singular: 'certificate',
-          kind: 'Certificate',
-          listKind: 'CertificateList',
-        },
+        scope,
+        names: { plural, singular: kind.toLowerCase(), kind, listKind: `${kind}List` },
         versions: [
           {
             name: 'v1',
@@ -428,13 +428,20 @@ export async function installCertificateCrd(server: KubeApiServer): Promise<void
     },
   );
   assert.equal(created.status, 201, JSON.stringify(created.body));
-  // The CRD is served once kube-apiserver's own establishing controller has run.
   const deadline = Date.now() + 30_000;
-  while ((await kubeRequest(server, 'GET', '/apis/cert-manager.io/v1')).status !== 200) {
-    assert.ok(Date.now() < deadline, 'cert-manager.io/v1 served within 30 s');
+  while ((await kubeRequest(server, 'GET', `/apis/cert-manager.io/v1/${plural}`)).status !== 200) {
+    assert.ok(Date.now() < deadline, `${plural}.cert-manager.io served within 30 s`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
+
+/** cert-manager's namespaced `Certificate` CRD. */
+export const installCertificateCrd = (server: KubeApiServer) =>
+  installCertManagerCrd(server, 'Certificate', 'Namespaced');
+
+/** cert-manager's cluster-wide `ClusterIssuer` CRD. */
+export const installClusterIssuerCrd = (server: KubeApiServer) =>
+  installCertManagerCrd(server, 'ClusterIssuer', 'Cluster');
 
 // ---------------------------------------------------------------------------------------------
 // Stand-ins for the controllers and kubelets that do not run beside the test API server: they

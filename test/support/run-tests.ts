@@ -72,29 +72,27 @@ if (files.length === 0) {
 }
 
 /**
- * The Kubernetes API server the provisioner tests use is built from Go modules once per
- * machine (test/support/kube/build.sh; about 9 minutes cold, instant once cached). Without Go,
- * its tests skip locally and fail under CI=true.
+ * Go programs the tests run for real, built from Go modules once per machine and cached:
+ * the Kubernetes API server and etcd (test/support/kube/build.sh; about 9 minutes cold) and
+ * the pulumi CLI with its Kubernetes provider (test/support/pulumi/build.sh; about 18
+ * minutes cold). Instant once cached. Without Go, their tests skip locally and fail under CI=true.
  */
-function ensureKubeBinaries(): void {
+function ensureBuilt(what: string, script: string): void {
   const started = Date.now();
-  const result = spawnSync('bash', [path.join(root, 'test/support/kube/build.sh')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const result = spawnSync('bash', [path.join(root, script)], { stdio: ['ignore', 'pipe', 'inherit'] });
   if (result.status === 0) {
-    console.log(
-      `run-tests: kube-apiserver and etcd in ${result.stdout.toString().trim()} (${Date.now() - started} ms)`,
-    );
+    console.log(`run-tests: ${what} in ${result.stdout.toString().trim()} (${Date.now() - started} ms)`);
     return;
   }
   if (process.env.CI === 'true') {
-    console.error('run-tests: building kube-apiserver and etcd failed (see above)');
+    console.error(`run-tests: building ${what} failed (see above)`);
     process.exit(1);
   }
-  console.error('run-tests: kube-apiserver and etcd could not be built; the tests that need them will skip');
+  console.error(`run-tests: ${what} could not be built; the tests that need them will skip`);
 }
 
-ensureKubeBinaries();
+ensureBuilt('kube-apiserver and etcd', 'test/support/kube/build.sh');
+ensureBuilt('pulumi and its kubernetes provider', 'test/support/pulumi/build.sh');
 
 let serverUrl = process.env.DATABASE_URL;
 let release = async () => {};

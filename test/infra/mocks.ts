@@ -1,8 +1,8 @@
 /**
- * Pulumi's mocks for the AWS add-on programs (no CLI, no account): records what a program
- * registers, with the provider each resource names, and answers what AWS would compute (an
- * access key's id and secret, a domain's endpoint, the caller's account). Importing this
- * module installs the mocks.
+ * Pulumi's mocks for Woolly's programs (no CLI, no cluster, no account): records what a
+ * program registers, with the provider each resource names, and answers what AWS would
+ * compute (an access key's id and secret, a domain's endpoint, the caller's account).
+ * Importing this module installs the mocks.
  */
 import assert from 'node:assert/strict';
 import * as pulumi from '@pulumi/pulumi';
@@ -100,3 +100,19 @@ export const find = (resources: readonly ResourceView[], type: string, name: str
   // biome-ignore lint/suspicious/noExplicitAny: the inputs are checked by the assertions that follow.
   return found.inputs as Record<string, any>;
 };
+
+/**
+ * Runs a whole stack program (what the Automation API would run) and returns what it
+ * registered and returned, once registrations stop coming (they are asynchronous).
+ */
+export async function runProgram(
+  program: () => Promise<unknown>,
+): Promise<{ resources: Registered[]; outputs: unknown }> {
+  registered.length = 0;
+  const outputs = await program();
+  for (let seen = -1; seen !== registered.length; ) {
+    seen = registered.length;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { resources: [...registered], outputs };
+}
