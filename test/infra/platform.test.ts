@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import * as pulumi from '@pulumi/pulumi';
 import { DEFAULT_CHARTS, type PlatformInput, platformProgram } from '../../infra/platform.ts';
 import type { ResourceView } from '../../infra/policy.ts';
 import { provisionerRbac } from '../../provisioner/rbac.ts';
