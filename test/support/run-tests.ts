@@ -75,7 +75,8 @@ if (files.length === 0) {
  * Go programs the tests run for real, built from Go modules once per machine and cached:
  * the Kubernetes API server and etcd (test/support/kube/build.sh; about 9 minutes cold) and
  * the pulumi CLI with its Kubernetes provider (test/support/pulumi/build.sh; about 18
- * minutes cold). Instant once cached. Without Go, their tests skip locally and fail under CI=true.
+ * minutes cold), and Stripe's API mock (test/support/stripe/build.sh; about 1 minute cold).
+ * Instant once cached. Without Go, their tests skip locally and fail under CI=true.
  */
 function ensureBuilt(what: string, script: string): void {
   const started = Date.now();
@@ -93,6 +94,7 @@ function ensureBuilt(what: string, script: string): void {
 
 ensureBuilt('kube-apiserver and etcd', 'test/support/kube/build.sh');
 ensureBuilt('pulumi and its kubernetes provider', 'test/support/pulumi/build.sh');
+ensureBuilt('stripe-mock', 'test/support/stripe/build.sh');
 
 let serverUrl = process.env.DATABASE_URL;
 let release = async () => {};
