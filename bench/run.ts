@@ -9,11 +9,14 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import autocannon from 'autocannon';
 import express from 'express';
+import { from as copyFrom } from 'pg-copy-streams';
 import { makeApp } from '../api/app.ts';
 import { listen } from '../api/server.ts';
+import { aggregateUsage, bucketOf, recordUsage, type UsageSample, usageKeyOf } from '../billing/metering.ts';
 import { loadConfig } from '../core/config.ts';
 import { makeApiToken, makeSecretBox } from '../core/crypto.ts';
 import { makePool, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
@@ -583,9 +586,121 @@ async function benchKubeFleet(input: {
   }
 }
 
+/**
+ * The usage ledger: a day of samples for BENCH_METERED_INSTANCES servers (default 10,000):
+ * hourly storage, and one active-users sample each, written by `recordUsage` (batched, keyed,
+ * duplicates skipped), then the period aggregated; next to a raw COPY of the same rows into a
+ * table of the same shape and indexes, in the same PostgreSQL.
+ */
+async function benchMetering(databaseUrl: string): Promise<Record<string, unknown>> {
+  const db = makePrisma(databaseUrl);
+  await seedCatalog(db);
+  const pool = makePool(databaseUrl);
+  const count = Number(process.env.BENCH_METERED_INSTANCES ?? 10_000);
+  try {
+    const user = await db.user.create({ data: { email: `bench-m-${Date.now()}@example.test` } });
+    const org = await db.organization.create({ data: { name: 'Bench', slug: `bench-m-${Date.now()}` } });
+    await db.membership.create({ data: { organizationId: org.id, userId: user.id, role: 'owner' } });
+    const plan = await db.plan.findUniqueOrThrow({ where: { code: 'community' } });
+    const ids: string[] = [];
+    for (let start = 0; start < count; start += 1000) {
+      const made = await db.instance.createManyAndReturn({
+        data: Array.from({ length: Math.min(1000, count - start) }, (_, i) => ({
+          organizationId: org.id,
+          planId: plan.id,
+          domain: `m-${start + i}.woolly.test`,
+          mastodonVersion: 'v4.5.11',
+          status: 'running' as const,
+          spec: {},
+        })),
+        select: { id: true },
+      });
+      ids.push(...made.map((instance) => instance.id));
+    }
+    const now = Date.now();
+    const day = bucketOf('active_users', new Date(now - 86_400_000));
+    const samples: UsageSample[] = ids.flatMap((instanceId, n) => [
+      ...Array.from({ length: 24 }, (_, h) => ({
+        instanceId,
+        meter: 'storage_gb_hours' as const,
+        quantity: (n % 50) + h,
+        bucket: new Date(day.getTime() + h * 3_600_000),
+      })),
+      { instanceId, meter: 'active_users' as const, quantity: n % 500, bucket: day },
+    ]);
+
+    // Baseline: the same rows, COPY'd into a table with the ledger's columns and indexes.
+    await pool.query('create table "UsageEventCopy" (like "UsageEvent" including all)');
+    const copyStarted = performance.now();
+    const client = await pool.connect();
+    try {
+      const stream = client.query(
+        copyFrom(
+          'copy "UsageEventCopy" ("instanceId", meter, quantity, "occurredAt", "idempotencyKey") from stdin',
+        ),
+      );
+      const lines = (function* () {
+        for (let start = 0; start < samples.length; start += 10_000) {
+          yield samples
+            .slice(start, start + 10_000)
+            .map(
+              (s) =>
+                `${s.instanceId}\t${s.meter}\t${s.quantity}\t${s.bucket.toISOString()}\t${usageKeyOf(s)}\n`,
+            )
+            .join('');
+        }
+      })();
+      await pipeline(Readable.from(lines), stream);
+    } finally {
+      client.release();
+    }
+    const copyMs = performance.now() - copyStarted;
+
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    const { recorded } = await recordUsage(pool, samples, now);
+    const ingestMs = performance.now() - started;
+    const ingestCpu = process.cpuUsage(cpu);
+    const retried = performance.now();
+    const again = await recordUsage(pool, samples.slice(0, 50_000), now);
+    const retryMs = performance.now() - retried;
+    const aggregated = performance.now();
+    const { aggregates } = await aggregateUsage(pool, {
+      start: day,
+      end: new Date(day.getTime() + 86_400_000),
+    });
+    const aggregateMs = performance.now() - aggregated;
+    if (recorded !== samples.length || again.recorded !== 0 || aggregates !== count * 2) {
+      throw new Error(
+        `metering bench: recorded ${recorded}, retried ${again.recorded}, aggregates ${aggregates}`,
+      );
+    }
+    const perSecond = (rows: number, ms: number) => Math.round(rows / (ms / 1000));
+    const result = {
+      instances: count,
+      samples: samples.length,
+      recordUsage: {
+        samplesPerSecond: perSecond(samples.length, ingestMs),
+        ms: Math.round(ingestMs),
+        cpuMs: Math.round((ingestCpu.user + ingestCpu.system) / 1000),
+      },
+      retryOfDuplicates: { samples: 50_000, samplesPerSecond: perSecond(50_000, retryMs) },
+      aggregate: { aggregates, ms: Math.round(aggregateMs) },
+      baselineCopy: { samplesPerSecond: perSecond(samples.length, copyMs), ms: Math.round(copyMs) },
+      ratios: { recordUsageVsCopy: Number((copyMs / ingestMs).toFixed(2)) },
+    };
+    console.log(JSON.stringify(result, null, 2));
+    return result;
+  } finally {
+    await pool.end();
+    await db.$disconnect();
+  }
+}
+
 const benches: Record<string, (databaseUrl: string) => Promise<Record<string, unknown>>> = {
   api: benchApi,
   reconcile: benchReconcile,
+  metering: benchMetering,
 };
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(benches);
 const unknown = names.filter((name) => !benches[name]);
