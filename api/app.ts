@@ -23,6 +23,12 @@ import { membersHandlers } from './organizations/members.routes.ts';
 import { organizationsHandlers } from './organizations/organizations.routes.ts';
 import { rateLimit } from './rate-limit.ts';
 import { tokensHandlers } from './tokens/tokens.routes.ts';
+import {
+  STRIPE_WEBHOOK_PATH,
+  stripeWebhookIntake,
+  stripeWebhooksHandlers,
+  unlessStripeWebhook,
+} from './webhooks/stripe-webhooks.routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const dashboardDir = path.resolve(import.meta.dirname, '..', 'dashboard');
@@ -146,6 +152,8 @@ export function makeApp(deps: ApiDeps): express.Express {
   });
   app.use('/docs/assets', express.static(swaggerUiDir, { maxAge: '1h', index: false }));
   app.use('/docs', express.static(docsDir, { index: 'index.html' }));
+  // Stripe signs the raw bytes: they are read and verified before any other body parser.
+  app.post(STRIPE_WEBHOOK_PATH, ...stripeWebhookIntake(deps));
   // The sessions' own passport instance initialises after the process-wide one, so that
   // req.logIn uses its serializer; a bearer token, when sent, takes precedence over the cookie.
   const sessions = makeSessions(deps);
@@ -153,7 +161,7 @@ export function makeApp(deps: ApiDeps): express.Express {
     passport.initialize(),
     ...sessions.middleware.map(unlessTokenOnly),
     optionalBearer,
-    rateLimit(deps.config.rateLimits),
+    unlessStripeWebhook(rateLimit(deps.config.rateLimits)),
     requireCsrfToken({ publicUrl: deps.config.publicUrl }),
   );
   app.use(
@@ -174,6 +182,7 @@ export function makeApp(deps: ApiDeps): express.Express {
         ...fleetUpgradesHandlers(deps),
         ...tokensHandlers(deps),
         ...auditHandlers(deps),
+        ...stripeWebhooksHandlers(deps),
         ...authHandlers({ ...deps, mailer }, sessions),
       },
       {

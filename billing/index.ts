@@ -1,5 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { execute, type SqlClient, type Statement } from '../core/db.ts';
+import type { Task } from 'graphile-worker';
+import type { Pool } from 'pg';
+import { type Db, execute, type SqlClient, type Statement } from '../core/db.ts';
+import type { Logger } from '../core/log.ts';
+import { reportUsage } from './meter-reports.ts';
+import { makeStripeClient, makeStripeGateway } from './stripe-gateway.ts';
+import { stripeWebhookTasks } from './webhooks.ts';
 
 interface SubscriptionStart {
   instanceId: string;
@@ -49,4 +55,36 @@ export function subscriptionStartStatements(input: SubscriptionStart): Statement
 /** Starts an instance's subscription (`subscriptionStartStatements`) on `client`. */
 export async function startSubscription(client: SqlClient, input: SubscriptionStart): Promise<void> {
   for (const statement of subscriptionStartStatements(input)) await execute(client, statement);
+}
+
+export const REPORT_USAGE_TASK = 'billing:report-usage';
+
+/**
+ * The billing jobs for the worker: with Stripe configured, processing its webhooks and
+ * reporting the usage ledger to its meters every 10 minutes (one reporter at a time: a job
+ * key); with the `none` provider, none (the ledger is kept and nothing is sent).
+ */
+export function billingTasks(deps: {
+  db: Db;
+  pool: Pick<Pool, 'query'>;
+  log: Logger;
+  stripe: { secretKey: string; apiUrl: string | null } | null;
+}): { tasks: Record<string, Task>; crontab: string } {
+  const { stripe } = deps;
+  if (!stripe) return { tasks: {}, crontab: '' };
+  // The reporter retries itself, with backoff, per call: no retries inside the client.
+  const client = makeStripeClient(stripe, { maxNetworkRetries: 0 });
+  return {
+    tasks: {
+      ...stripeWebhookTasks({ db: deps.db, log: deps.log, gateway: makeStripeGateway(stripe) }),
+      [REPORT_USAGE_TASK]: async () => {
+        const result = await reportUsage({
+          pool: deps.pool,
+          sink: (event) => client.billing.meterEvents.create(event),
+        });
+        deps.log.info('usage reported', result);
+      },
+    },
+    crontab: `*/10 * * * * ${REPORT_USAGE_TASK} ?jobKey=${REPORT_USAGE_TASK}`,
+  };
 }

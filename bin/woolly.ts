@@ -7,6 +7,7 @@ import { makeApp } from '../api/app.ts';
 import { ensureFirstOpsUser } from '../api/auth/first-ops-user.ts';
 import { listen } from '../api/server.ts';
 import { apiTasks } from '../api/tasks.ts';
+import { billingTasks } from '../billing/index.ts';
 import { type Config, ConfigError, loadConfig, type MasterKey } from '../core/config.ts';
 import { makeSecretBox, readOrCreateLocalMasterKey } from '../core/crypto.ts';
 import { type EmbeddedDatabase, makePool, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
@@ -106,6 +107,9 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
 
   if (options.worker) {
     const api = apiTasks({ db, log });
+    const pool = makePool(database.url);
+    releases.push(() => pool.end());
+    const billing = billingTasks({ db, pool, log, stripe: config.stripe });
     const worker = await startWorker({
       databaseUrl: database.url,
       concurrency: config.workerConcurrency,
@@ -118,8 +122,9 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
           pulumi: pulumiSettings(config, keys[0] ?? fail('no master key')),
         }),
         ...api.tasks,
+        ...billing.tasks,
       },
-      crontab: [api.crontab, PROVISIONER_CRONTAB].join('\n'),
+      crontab: [api.crontab, PROVISIONER_CRONTAB, billing.crontab].filter(Boolean).join('\n'),
     });
     releases.push(() => worker.release());
   }

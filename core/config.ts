@@ -38,8 +38,22 @@ const envSchema = z.object({
     .string()
     .regex(/^v\d+\.\d+\.\d+$/, { message: 'must look like v4.5.11' })
     .default('v4.5.11'),
-  /** `none` keeps the ledger and lets staff mark orders paid; Stripe arrives with billing. */
-  WOOLLY_BILLING_PROVIDER: z.enum(['none']).default('none'),
+  /** `none` keeps the ledger and lets staff mark orders paid; `stripe` charges through Stripe. */
+  WOOLLY_BILLING_PROVIDER: z.enum(['none', 'stripe']).default('none'),
+  /** Stripe's secret API key (`sk_...` or a restricted `rk_...`); required with the stripe provider. */
+  WOOLLY_STRIPE_SECRET_KEY: z
+    .string()
+    .regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, {
+      message: 'must be a Stripe secret key (sk_... or rk_...)',
+    })
+    .optional(),
+  /** The webhook endpoint's signing secret (`whsec_...`); required with the stripe provider. */
+  WOOLLY_STRIPE_WEBHOOK_SECRET: z
+    .string()
+    .regex(/^whsec_[A-Za-z0-9+/=_-]+$/, { message: 'must be a Stripe webhook signing secret (whsec_...)' })
+    .optional(),
+  /** Another Stripe API base (stripe-mock in tests); unset: Stripe's own. */
+  WOOLLY_STRIPE_API_URL: z.url({ protocol: /^https?$/, message: 'must be an http(s):// URL' }).optional(),
   WOOLLY_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
   /** How long a deleted server waits, stopped and restorable, before it is purged. */
   WOOLLY_DELETION_GRACE_HOURS: z.coerce
@@ -113,7 +127,15 @@ export interface Config {
   mastodonVersion: string;
   /** Hours between deleting a server and purging it; until then it can be restored. */
   deletionGraceHours: number;
-  billingProvider: 'none';
+  billingProvider: 'none' | 'stripe';
+  /** Set exactly when `billingProvider` is `stripe`; the secrets are never logged or echoed. */
+  stripe: {
+    secretKey: string;
+    /** Verifies the `Stripe-Signature` of webhook deliveries. */
+    webhookSecret: string;
+    /** Base URL of the Stripe API; null: Stripe's own (https://api.stripe.com). */
+    apiUrl: string | null;
+  } | null;
   workerConcurrency: number;
   /** Cookie sessions; `secret` is unset outside production when not given (then derived). */
   session: { secret: string | undefined; idleMinutes: number };
@@ -178,6 +200,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push((error as Error).message);
     }
   }
+  if (given.WOOLLY_BILLING_PROVIDER === 'stripe') {
+    if (!given.WOOLLY_STRIPE_SECRET_KEY)
+      problems.push('WOOLLY_STRIPE_SECRET_KEY is required with WOOLLY_BILLING_PROVIDER=stripe');
+    if (!given.WOOLLY_STRIPE_WEBHOOK_SECRET)
+      problems.push('WOOLLY_STRIPE_WEBHOOK_SECRET is required with WOOLLY_BILLING_PROVIDER=stripe');
+  }
   if (given.NODE_ENV === 'production') {
     if (!given.WOOLLY_MASTER_KEYS) problems.push('WOOLLY_MASTER_KEYS is required in production');
     if (!given.DATABASE_URL) problems.push('DATABASE_URL is required in production');
@@ -207,6 +235,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mastodonVersion: e.WOOLLY_MASTODON_VERSION,
     deletionGraceHours: e.WOOLLY_DELETION_GRACE_HOURS,
     billingProvider: e.WOOLLY_BILLING_PROVIDER,
+    stripe:
+      e.WOOLLY_BILLING_PROVIDER === 'stripe' && e.WOOLLY_STRIPE_SECRET_KEY && e.WOOLLY_STRIPE_WEBHOOK_SECRET
+        ? {
+            secretKey: e.WOOLLY_STRIPE_SECRET_KEY,
+            webhookSecret: e.WOOLLY_STRIPE_WEBHOOK_SECRET,
+            apiUrl: e.WOOLLY_STRIPE_API_URL?.replace(/\/+$/, '') ?? null,
+          }
+        : null,
     workerConcurrency: e.WOOLLY_WORKER_CONCURRENCY,
     session: { secret: e.WOOLLY_SESSION_SECRET, idleMinutes: e.WOOLLY_SESSION_IDLE_MINUTES },
     publicUrl: (

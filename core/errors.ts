@@ -24,6 +24,8 @@ const CODES = {
   /** The body is well formed but names something that does not exist or is not allowed. */
   unprocessable: { status: 422, title: 'The request cannot be processed' },
   unsupported_media_type: { status: 415, title: 'Send application/json' },
+  /** A webhook whose signature does not verify (missing, wrong, or outside the time tolerance). */
+  invalid_signature: { status: 400, title: 'The webhook signature is invalid' },
   /** The request could not be read at all (an aborted or inconsistent body). */
   bad_request: { status: 400, title: 'The request cannot be read' },
   payload_too_large: { status: 413, title: 'The request body is too large' },

@@ -6,9 +6,12 @@
  * fault-injecting wrapper (named so) answers 429, 500 or 400 where a test needs Stripe to fail.
  */
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { parseCrontab } from 'graphile-worker';
 import pg from 'pg';
 import Stripe from 'stripe';
+import { billingTasks, REPORT_USAGE_TASK } from '../../billing/index.ts';
 import {
   FLAG_AFTER_ATTEMPTS,
   type MeterEvent,
@@ -16,6 +19,7 @@ import {
   reportUsage,
 } from '../../billing/meter-reports.ts';
 import { recordUsage, type UsageSample, usageKeyOf } from '../../billing/metering.ts';
+import { makeLogger } from '../../core/log.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
 import {
@@ -27,6 +31,7 @@ import {
 
 const skip = stripeMockSkipReason();
 const noWait = async () => {};
+const log = makeLogger({ log: { level: 'error', format: 'json' } }, new PassThrough().resume());
 
 describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () => {
   let database: TestDatabase;
@@ -209,6 +214,20 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
     assert.equal((await reportUsage({ pool, sink: watched, sleep: noWait })).reported, 8);
     assert.equal(most, 1);
     assert.ok(overlapAcrossCustomers, 'ada and bob were reported side by side');
+  });
+
+  it("the worker's report job sends the ledger through the Stripe client, every 10 minutes, one run at a time", async () => {
+    await recordUsage(pool, [storage('ada', 1), storage('bob', 1)]);
+    const settings = { secretKey: STRIPE_MOCK_API_KEY, apiUrl: mock.url };
+    const billing = billingTasks({ db: database.db, pool, log, stripe: settings });
+    const [entry] = parseCrontab(billing.crontab);
+    assert.equal(entry?.task, REPORT_USAGE_TASK);
+    assert.equal(entry?.options.jobKey, REPORT_USAGE_TASK);
+    const at = (min: number) => ({ min, hour: 10, date: 28, month: 11, dow: 6 });
+    assert.deepEqual([entry?.match(at(20)), entry?.match(at(25))], [true, false]);
+    await billing.tasks[REPORT_USAGE_TASK]?.({}, {} as never);
+    assert.equal(await unreported(), 0);
+    assert.deepEqual(billingTasks({ db: database.db, pool, log, stripe: null }), { tasks: {}, crontab: '' });
   });
 
   it('stripe-mock refuses a malformed meter event, which is not retried', async () => {

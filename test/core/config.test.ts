@@ -33,6 +33,7 @@ describe('loadConfig', () => {
       mastodonVersion: 'v4.5.11',
       deletionGraceHours: 168,
       billingProvider: 'none',
+      stripe: null,
       workerConcurrency: 4,
       session: { secret: undefined, idleMinutes: 720 },
       publicUrl: 'http://127.0.0.1:3000',
@@ -227,5 +228,53 @@ describe('loadConfig', () => {
     const error = configError({ PORT: 'abc', WOOLLY_MASTER_KEYS: `k1:${b64key(16)}` });
     assert.match(error.message, /\bPORT\b/);
     assert.match(error.message, /WOOLLY_MASTER_KEYS/);
+  });
+  test('the stripe provider takes its secret key, webhook secret and an optional API URL', () => {
+    const config = loadConfig({
+      WOOLLY_BILLING_PROVIDER: 'stripe',
+      WOOLLY_STRIPE_SECRET_KEY: 'sk_test_123abc',
+      WOOLLY_STRIPE_WEBHOOK_SECRET: 'whsec_abc123',
+      WOOLLY_STRIPE_API_URL: 'http://127.0.0.1:12111/',
+    });
+    assert.equal(config.billingProvider, 'stripe');
+    assert.deepEqual(config.stripe, {
+      secretKey: 'sk_test_123abc',
+      webhookSecret: 'whsec_abc123',
+      apiUrl: 'http://127.0.0.1:12111',
+    });
+    const live = loadConfig({
+      WOOLLY_BILLING_PROVIDER: 'stripe',
+      WOOLLY_STRIPE_SECRET_KEY: 'rk_live_123abc',
+      WOOLLY_STRIPE_WEBHOOK_SECRET: 'whsec_abc123',
+    });
+    assert.equal(live.stripe?.apiUrl, null, "unset: Stripe's own API");
+  });
+
+  test('the stripe provider without its secret key or webhook secret names both in the one error', () => {
+    const error = configError({ WOOLLY_BILLING_PROVIDER: 'stripe' });
+    assert.match(error.message, /WOOLLY_STRIPE_SECRET_KEY is required/);
+    assert.match(error.message, /WOOLLY_STRIPE_WEBHOOK_SECRET is required/);
+  });
+
+  test('the none provider ignores Stripe settings: there is no Stripe', () => {
+    const config = loadConfig({
+      WOOLLY_STRIPE_SECRET_KEY: 'sk_test_123abc',
+      WOOLLY_STRIPE_WEBHOOK_SECRET: 'whsec_abc123',
+    });
+    assert.equal(config.billingProvider, 'none');
+    assert.equal(config.stripe, null);
+  });
+
+  test('malformed Stripe settings are named and never echoed', () => {
+    const error = configError({
+      WOOLLY_BILLING_PROVIDER: 'stripe',
+      WOOLLY_STRIPE_SECRET_KEY: 'pk_test_hunter2publishable',
+      WOOLLY_STRIPE_WEBHOOK_SECRET: 'hunter2-not-a-whsec',
+      WOOLLY_STRIPE_API_URL: 'ftp://hunter2.example/',
+    });
+    assert.match(error.message, /\bWOOLLY_STRIPE_SECRET_KEY must be a Stripe secret key/);
+    assert.match(error.message, /\bWOOLLY_STRIPE_WEBHOOK_SECRET must be a Stripe webhook signing secret/);
+    assert.match(error.message, /\bWOOLLY_STRIPE_API_URL must be an http\(s\):\/\/ URL/);
+    assert.ok(!error.message.includes('hunter2'), error.message);
   });
 });
