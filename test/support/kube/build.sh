@@ -7,51 +7,19 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../go-cache.sh
+source "$here/../go-cache.sh"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "kube/build.sh: the 'go' command is missing (Go >= 1.25 is needed to build kube-apiserver and etcd)" >&2
-  exit 1
-fi
-
-# The versions come from go.mod, which kube-server.ts reads the same way.
-module_version() {
-  awk -v m="$1" '$1 != "//" { for (i = 1; i < NF; i++) if ($i == m && $(i + 1) ~ /^v[0-9]/) { print $(i + 1); exit } }' "$here/go.mod"
-}
-kube_version="$(module_version k8s.io/kubernetes)"
-etcd_version="$(module_version go.etcd.io/etcd/server/v3)"
+require_go kube/build.sh 'Go >= 1.25 is needed to build kube-apiserver and etcd'
+kube_version="$(module_version "$here/go.mod" k8s.io/kubernetes)"
+etcd_version="$(module_version "$here/go.mod" go.etcd.io/etcd/server/v3)"
 if [[ -z "$kube_version" || -z "$etcd_version" ]]; then
   echo "kube/build.sh: cannot read the k8s.io/kubernetes and etcd versions from $here/go.mod" >&2
   exit 1
 fi
-
-# CI may run without HOME; Go needs one for its caches, and Node's os.homedir() (which
-# kube-server.ts uses to find the binaries) falls back to the same passwd entry.
-export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 cache="${WOOLLY_KUBE_CACHE:-$HOME/.cache/woolly/kube}"
 dest="$cache/$kube_version-etcd-$etcd_version"
-
-if [[ -x "$dest/kube-apiserver" && -x "$dest/etcd" ]]; then
-  echo "$dest"
-  exit 0
-fi
-
-mkdir -p "$cache"
-# One build at a time per cache (a second caller waits, then finds the binaries).
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$cache/.lock"
-  flock 9
-  if [[ -x "$dest/kube-apiserver" && -x "$dest/etcd" ]]; then
-    echo "$dest"
-    exit 0
-  fi
-fi
-
-work="$(mktemp -d "$cache/.build.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-
-# The machine's Go module proxy setting; no toolchain download, no VCS stamping (the module
-# lives inside the project's git checkout), go.sum must already hold every hash.
-export GOFLAGS="-buildvcs=false -mod=readonly -trimpath"
+begin_build "$cache" "$dest" kube-apiserver etcd
 
 minor="${kube_version#v1.}"
 minor="${minor%%.*}"

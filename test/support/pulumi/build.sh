@@ -8,19 +8,14 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../go-cache.sh
+source "$here/../go-cache.sh"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "pulumi/build.sh: the 'go' command is missing (Go >= 1.26.6 is needed to build pulumi and its kubernetes provider)" >&2
-  exit 1
-fi
-
+require_go pulumi/build.sh 'Go >= 1.26.6 is needed to build pulumi and its kubernetes provider'
 # The versions come from the two go.mod files.
-module_version() {
-  awk -v m="$2" '$1 != "//" { for (i = 1; i < NF; i++) if ($i == m && $(i + 1) ~ /^v[0-9]/) { print $(i + 1); exit } }' "$here/$1/go.mod"
-}
-pulumi_version="$(module_version cli github.com/pulumi/pulumi/pkg/v3)"
-sdk_version="$(module_version cli github.com/pulumi/pulumi/sdk/v3)"
-k8s_version="$(module_version kubernetes github.com/pulumi/pulumi-kubernetes/provider/v4)"
+pulumi_version="$(module_version "$here/cli/go.mod" github.com/pulumi/pulumi/pkg/v3)"
+sdk_version="$(module_version "$here/cli/go.mod" github.com/pulumi/pulumi/sdk/v3)"
+k8s_version="$(module_version "$here/kubernetes/go.mod" github.com/pulumi/pulumi-kubernetes/provider/v4)"
 if [[ -z "$pulumi_version" || -z "$k8s_version" ]]; then
   echo "pulumi/build.sh: cannot read the pulumi pkg/v3 version from $here/cli/go.mod or the pulumi-kubernetes provider/v4 version from $here/kubernetes/go.mod" >&2
   exit 1
@@ -29,34 +24,9 @@ if [[ "$sdk_version" != "$pulumi_version" ]]; then
   echo "pulumi/build.sh: cli/go.mod has pulumi pkg/v3 $pulumi_version but sdk/v3 $sdk_version; they must be the same release" >&2
   exit 1
 fi
-
-# CI may run without HOME; Go needs one for its caches.
-export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 cache="${WOOLLY_PULUMI_CACHE:-$HOME/.cache/woolly/pulumi}"
 dest="$cache/$pulumi_version-k8s-$k8s_version"
-
-if [[ -x "$dest/bin/pulumi" && -x "$dest/bin/pulumi-resource-kubernetes" ]]; then
-  echo "$dest"
-  exit 0
-fi
-
-mkdir -p "$cache"
-# One build at a time per cache (a second caller waits, then finds the binaries).
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$cache/.lock"
-  flock 9
-  if [[ -x "$dest/bin/pulumi" && -x "$dest/bin/pulumi-resource-kubernetes" ]]; then
-    echo "$dest"
-    exit 0
-  fi
-fi
-
-work="$(mktemp -d "$cache/.build.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-
-# The machine's Go module proxy setting; no toolchain download, no VCS stamping (the module
-# lives inside the project's git checkout), go.sum must already hold every hash.
-export GOFLAGS="-buildvcs=false -mod=readonly -trimpath"
+begin_build "$cache" "$dest" bin/pulumi bin/pulumi-resource-kubernetes
 
 started=$SECONDS
 echo "pulumi/build.sh: building pulumi $pulumi_version and pulumi-resource-kubernetes $k8s_version into $dest (takes minutes the first time)" >&2
