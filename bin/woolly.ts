@@ -7,7 +7,9 @@ import { makeApp } from '../api/app.ts';
 import { ensureFirstOpsUser } from '../api/auth/first-ops-user.ts';
 import { listen } from '../api/server.ts';
 import { apiTasks } from '../api/tasks.ts';
+import { syncCatalog } from '../billing/catalog-sync.ts';
 import { billingTasks } from '../billing/index.ts';
+import { makeStripeClient } from '../billing/stripe-gateway.ts';
 import { type Config, ConfigError, loadConfig, type MasterKey } from '../core/config.ts';
 import { makeSecretBox, readOrCreateLocalMasterKey } from '../core/crypto.ts';
 import { type EmbeddedDatabase, makePool, makePrisma, migrate, startEmbeddedPostgres } from '../core/db.ts';
@@ -390,6 +392,25 @@ cluster
       }
     },
   );
+
+program
+  .command('billing')
+  .description('Stripe billing')
+  .command('sync')
+  .description(
+    "make Stripe hold Woolly's catalog: plans, add-ons, sponsorship tiers, meters and metered prices (safe to re-run)",
+  )
+  .action(async () => {
+    const { config } = boot();
+    if (!config.stripe)
+      fail('billing sync needs WOOLLY_BILLING_PROVIDER=stripe with WOOLLY_STRIPE_SECRET_KEY');
+    const report = await syncCatalog(makeStripeClient(config.stripe, { maxNetworkRetries: 2 }));
+    console.log(
+      `products: ${report.products.created} created, ${report.products.updated} updated, ${report.products.kept} kept; ` +
+        `prices: ${report.prices.created} created, ${report.prices.replaced} replaced, ${report.prices.kept} kept; ` +
+        `meters: ${report.meters.created} created, ${report.meters.kept} kept`,
+    );
+  });
 
 await program
   .parseAsync()

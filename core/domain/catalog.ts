@@ -122,3 +122,26 @@ export const ADDON_CATALOG: readonly AddonDefinition[] = [
     currency: 'eur',
   },
 ];
+
+/** What a community's members may pay toward its server each month (Sponsorships). */
+export const SPONSOR_TIERS = [
+  { code: 'rosegold', name: 'Rosegold sponsor', priceMinor: 500, currency: 'eur' },
+  { code: 'gold', name: 'Gold sponsor', priceMinor: 1500, currency: 'eur' },
+  { code: 'platinum', name: 'Platinum sponsor', priceMinor: 5000, currency: 'eur' },
+] as const;
+
+/**
+ * Metered prices, per unit beyond what the plan includes, in minor units (decimals allowed:
+ * Stripe takes `unit_amount_decimal`). Storage is €0.10 a GB-month (730 hours); search €0.02
+ * an active hour; a monthly active user beyond the plan's 1 cent.
+ */
+export const METERED_PRICES = {
+  storage_gb_hours: { name: 'Object storage (GB-hours)', unitMinorDecimal: '0.0137', currency: 'eur' },
+  search_hours: { name: 'Search (active hours)', unitMinorDecimal: '2', currency: 'eur' },
+  active_users: { name: 'Community fee (monthly active users)', unitMinorDecimal: '1', currency: 'eur' },
+} as const;
+
+/** Units of each meter a plan includes every month, charged at zero. */
+export function includedUnits(limits: PlanLimits): Record<keyof typeof METERED_PRICES, number> {
+  return { storage_gb_hours: limits.storageGb * 730, search_hours: 0, active_users: limits.activeUsers };
+}

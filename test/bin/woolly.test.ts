@@ -80,6 +80,15 @@ test('serve refuses to run without DATABASE_URL (only start embeds PostgreSQL)',
   );
 });
 
+test('billing sync without Stripe configured is one clear line', async () => {
+  const result = await woolly(['billing', 'sync'], {});
+  assert.equal(result.code, 2);
+  assert.equal(
+    result.stderr.trim(),
+    'woolly: billing sync needs WOOLLY_BILLING_PROVIDER=stripe with WOOLLY_STRIPE_SECRET_KEY',
+  );
+});
+
 test('an unknown command is one clear line', async () => {
   const result = await woolly(['provision-everything'], {});
   assert.notEqual(result.code, 0);
