@@ -67,6 +67,28 @@ async function openDatabase(
   return { url: embedded.url, embedded };
 }
 
+/**
+ * Runs an ops command's `work` on the database (embedded when there is no DATABASE_URL), then
+ * lets go of it; a refused cluster registration is the command's one line.
+ */
+async function withDatabase(
+  config: Config,
+  log: Logger,
+  work: (db: ReturnType<typeof makePrisma>) => Promise<void>,
+) {
+  const database = await openDatabase(config, log, true);
+  const db = makePrisma(database.url);
+  try {
+    await work(db);
+  } catch (error) {
+    if (error instanceof ClusterRegistrationError) fail(error.message);
+    throw error;
+  } finally {
+    await db.$disconnect();
+    await database.embedded?.release();
+  }
+}
+
 async function masterKeys(config: Config, log: Logger): Promise<MasterKey[]> {
   if (config.masterKeys.length > 0) return config.masterKeys;
   const file = path.resolve(config.dataDir, 'master.key');
@@ -200,11 +222,7 @@ program
   .description('bring the plan and add-on catalog in line with the code')
   .action(async () => {
     const { config, log } = boot();
-    const database = await openDatabase(config, log, true);
-    const db = makePrisma(database.url);
-    await seedCatalog(db);
-    await db.$disconnect();
-    await database.embedded?.release();
+    await withDatabase(config, log, (db) => seedCatalog(db));
     console.log('catalog seeded');
   });
 
@@ -258,32 +276,21 @@ cluster
           })
         : undefined,
     };
-    const database = await openDatabase(config, log, true);
-    const db = makePrisma(database.url);
-    try {
-      const box = makeSecretBox(await masterKeys(config, log));
-      await registerCluster(db, box, input);
+    await withDatabase(config, log, async (db) => {
+      await registerCluster(db, makeSecretBox(await masterKeys(config, log)), input);
       console.log(`cluster ${name} registered (${input.region}, room for ${input.capacity} servers)`);
-    } catch (error) {
-      if (error instanceof ClusterRegistrationError) fail(error.message);
-      throw error;
-    } finally {
-      await db.$disconnect();
-      await database.embedded?.release();
-    }
+    });
   });
 cluster
   .command('list')
   .description('clusters with their region and how full they are')
   .action(async () => {
     const { config, log } = boot();
-    const database = await openDatabase(config, log, true);
-    const db = makePrisma(database.url);
-    for (const row of await listClusters(db)) {
-      console.log(`${row.name}\t${row.target}\t${row.region}\t${row.servers}/${row.capacity}`);
-    }
-    await db.$disconnect();
-    await database.embedded?.release();
+    await withDatabase(config, log, async (db) => {
+      for (const row of await listClusters(db)) {
+        console.log(`${row.name}\t${row.target}\t${row.region}\t${row.servers}/${row.capacity}`);
+      }
+    });
   });
 cluster
   .command('rbac')
@@ -366,9 +373,7 @@ cluster
         .catch(() =>
           fail(`the platform stack ${PLATFORM_PROJECT}/${options.name} failed (its output is above)`),
         );
-      const database = await openDatabase(config, log, true);
-      const db = makePrisma(database.url);
-      try {
+      await withDatabase(config, log, async (db) => {
         const registered = await registerPlatformCluster(db, makeSecretBox(keys), {
           name: options.name,
           region: options.region,
@@ -383,13 +388,7 @@ cluster
         console.log(
           `the provisioner’s token expires ${registered.tokenExpiresAt.toISOString()}: run \`woolly cluster bootstrap\` again before then`,
         );
-      } catch (error) {
-        if (error instanceof ClusterRegistrationError) fail(error.message);
-        throw error;
-      } finally {
-        await db.$disconnect();
-        await database.embedded?.release();
-      }
+      });
     },
   );
 

@@ -95,6 +95,8 @@ export interface AddonStepInput {
   settings: ClusterSettings;
   /** The cluster's kubeconfig; null on the dry-run target, which only plans. */
   kubeconfig: string | null;
+  /** Makes the server's namespace, where the in-cluster add-ons go, before the stack goes up. */
+  ensureNamespace: () => Promise<void>;
 }
 
 /**
@@ -194,6 +196,7 @@ export async function reconcileAddons(
       detail: `destroyed stack ${stackName}: ${describeChanges(destroyed?.changes ?? {})}`,
     };
   }
+  await input.ensureNamespace();
   const applied = await applyAddonStack({ db, settings: deps.pulumi }, spec);
   await record('up', applied);
   return { outcome: 'succeeded', detail: `stack ${stackName} up: ${describeChanges(applied.changes)}` };

@@ -312,12 +312,17 @@ async function reconcile(deps: ReconcilerDeps, instanceId: string): Promise<void
         ),
       }),
     );
-  await step('addons', async () => {
-    // The in-cluster add-ons go in the server's namespace, so it exists first.
-    const [namespaceObject] = await render();
-    if (namespaceObject && kubeconfig) await target.apply(instanceId, generation, [namespaceObject]);
-    return reconcileAddons(deps, { instance, settings, kubeconfig });
-  });
+  await step('addons', () =>
+    reconcileAddons(deps, {
+      instance,
+      settings,
+      kubeconfig,
+      ensureNamespace: async () => {
+        const [namespaceObject] = await render();
+        if (namespaceObject) await target.apply(instanceId, generation, [namespaceObject]);
+      },
+    }),
+  );
   const [namespaceObject, ...rest] = await render();
   const secret = renderInstanceSecret({
     namespace,

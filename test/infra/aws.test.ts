@@ -14,6 +14,7 @@ import { checkResources, type ResourceView } from '../../infra/policy.ts';
 import {
   ACCESS_KEY_ID,
   ACCOUNT_ID,
+  edited,
   find,
   owner,
   type Registered,
@@ -96,21 +97,6 @@ const statementsOf = (policy: string) =>
   (JSON.parse(policy) as { Statement: Record<string, unknown>[] }).Statement;
 
 const listOf = (value: unknown) => (Array.isArray(value) ? value : [value]);
-
-/** Each resource of `type` edited by `edit`, the rest unchanged. */
-function edited(
-  resources: readonly ResourceView[],
-  type: string,
-  // biome-ignore lint/suspicious/noExplicitAny: a deliberate edit deep in the registered inputs.
-  edit: (inputs: Record<string, any>) => void,
-): ResourceView[] {
-  return resources.map((resource) => {
-    if (resource.type !== type) return resource;
-    const inputs = structuredClone(resource.inputs);
-    edit(inputs);
-    return { ...resource, inputs };
-  });
-}
 
 const rulesBroken = (resources: readonly ResourceView[], limits: PlanLimits) =>
   checkResources(resources, limits).map((violation) => [violation.rule, violation.resource]);

@@ -116,3 +116,18 @@ export async function runProgram(
   }
   return { resources: [...registered], outputs };
 }
+
+/** Each resource of `type` edited by `edit`, the rest unchanged: a deliberately broken variant. */
+export function edited(
+  resources: readonly ResourceView[],
+  type: string,
+  // biome-ignore lint/suspicious/noExplicitAny: a deliberate edit deep in the registered inputs.
+  edit: (inputs: Record<string, any>) => void,
+): ResourceView[] {
+  return resources.map((resource) => {
+    if (resource.type !== type) return resource;
+    const inputs = structuredClone(resource.inputs);
+    edit(inputs);
+    return { ...resource, inputs };
+  });
+}

@@ -11,7 +11,7 @@ import { awsProvider, objectStorageAws, searchAws } from '../../infra/addons/aws
 import type { AwsAddonSettings } from '../../infra/addons/types.ts';
 import type { ResourceView } from '../../infra/policy.ts';
 import { woollyPolicies } from '../../infra/policy-pack/woolly-policies.ts';
-import { owner, run } from './mocks.ts';
+import { edited, owner, run } from './mocks.ts';
 
 const settings: AwsAddonSettings = { region: 'eu-central-1', egressCidrs: ['203.0.113.0/24'] };
 const credentials = { accessKeyId: 'AKIAWOOLLYPLATFORM00', secretAccessKey: 'platform-secret' };
@@ -60,20 +60,6 @@ async function validate(
     await policy.validateStack(args, (message, urn) => reported.push([policy.name, message, urn]));
   }
   return reported;
-}
-
-function edited(
-  resources: readonly ResourceView[],
-  type: string,
-  // biome-ignore lint/suspicious/noExplicitAny: a deliberate edit deep in the registered inputs.
-  edit: (inputs: Record<string, any>) => void,
-): ResourceView[] {
-  return resources.map((resource) => {
-    if (resource.type !== type) return resource;
-    const inputs = structuredClone(resource.inputs);
-    edit(inputs);
-    return { ...resource, inputs };
-  });
 }
 
 describe('the woolly policy pack', () => {
