@@ -10,6 +10,8 @@ import { useBearerTokens } from './auth/bearer.ts';
 import { requireCsrfToken } from './auth/csrf.ts';
 import { type Mailer, makeOutboxMailer } from './auth/mailer.ts';
 import { makeSessions, SESSION_COOKIE } from './auth/session.ts';
+import { billingReportsHandlers } from './billing/billing-reports.routes.ts';
+import { invoicesHandlers } from './billing/invoices.routes.ts';
 import { catalogHandlers } from './catalog/catalog.routes.ts';
 import type { ApiDeps } from './context.ts';
 import { domainsHandlers } from './domains/domains.routes.ts';
@@ -22,6 +24,7 @@ import { invitationsHandlers } from './organizations/invitations.routes.ts';
 import { membersHandlers } from './organizations/members.routes.ts';
 import { organizationsHandlers } from './organizations/organizations.routes.ts';
 import { rateLimit } from './rate-limit.ts';
+import { sponsorsHandlers } from './sponsors/sponsors.routes.ts';
 import { tokensHandlers } from './tokens/tokens.routes.ts';
 import {
   STRIPE_WEBHOOK_PATH,
@@ -180,7 +183,10 @@ export function makeApp(deps: ApiDeps): express.Express {
         ...ordersHandlers(deps),
         ...instancesHandlers(deps),
         ...fleetUpgradesHandlers(deps),
+        ...invoicesHandlers(deps),
+        ...billingReportsHandlers(deps),
         ...tokensHandlers(deps),
+        ...sponsorsHandlers(deps),
         ...auditHandlers(deps),
         ...stripeWebhooksHandlers(deps),
         ...authHandlers({ ...deps, mailer }, sessions),

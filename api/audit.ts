@@ -1,13 +1,19 @@
 import { execute, type Prisma, type SqlClient, type Statement } from '../core/db.ts';
 import type { Actor, RequestContext } from './context.ts';
 
-/** How the audit log names a caller: `token:<id>`, `session:<userId>` or `anonymous`. */
-function actorLabel(actor: Actor | null): string {
-  if (!actor) return 'anonymous';
-  return actor.authMethod === 'session' ? `session:${actor.userId}` : `token:${actor.tokenId}`;
+/** Woolly acting on its own, not for a caller (billing's dunning): logged as `system:<name>`. */
+export interface SystemActor {
+  system: string;
 }
 
-type AuditContext = Pick<RequestContext, 'requestId'> & { actor: Actor | null };
+type AuditContext = (Pick<RequestContext, 'requestId'> & { actor: Actor | null }) | SystemActor;
+
+/** How the audit log names who acted: `token:<id>`, `session:<userId>`, `anonymous` or `system:<name>`. */
+function actorLabel(ctx: AuditContext): string {
+  if ('system' in ctx) return `system:${ctx.system}`;
+  if (!ctx.actor) return 'anonymous';
+  return ctx.actor.authMethod === 'session' ? `session:${ctx.actor.userId}` : `token:${ctx.actor.tokenId}`;
+}
 interface AuditEntry {
   action: string;
   targetType: string;
@@ -18,18 +24,19 @@ interface AuditEntry {
 
 /** The audit row of a mutating call, as a statement to run with its effect. */
 export function auditStatement(ctx: AuditContext, entry: AuditEntry): Statement {
+  const caller = 'system' in ctx ? null : ctx;
   return {
     name: 'audit-insert',
     text: `insert into "AuditLog" ("actorUserId", actor, action, "targetType", "targetId", "organizationId", "requestId", data)
            values ($1::uuid, $2, $3, $4, $5, $6::uuid, $7, $8::jsonb) returning 1`,
     values: [
-      ctx.actor?.userId ?? null,
-      actorLabel(ctx.actor),
+      caller?.actor?.userId ?? null,
+      actorLabel(ctx),
       entry.action,
       entry.targetType,
       entry.targetId,
       entry.organizationId ?? null,
-      ctx.requestId,
+      caller?.requestId ?? null,
       JSON.stringify(entry.data ?? {}),
     ],
   };

@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import type { StripeGateway } from '../billing/stripe-gateway.ts';
 import type { Config } from '../core/config.ts';
 import type { Db } from '../core/db.ts';
 import type { Logger } from '../core/log.ts';
@@ -13,6 +14,11 @@ export interface ApiDeps {
   log: Logger;
   /** Where account mail goes; unset: the dev outbox (api/auth/mailer.ts). */
   mailer?: Mailer;
+  /**
+   * Stripe, for checkout and sponsorships; unset: built from `config.stripe` (none without
+   * it). Tests put the stateful stand-in or a gateway over stripe-mock here.
+   */
+  stripeGateway?: StripeGateway;
 }
 
 /** Token scopes; `admin` implies every other. */

@@ -120,7 +120,8 @@ export async function recordUsage(
 /**
  * The period's totals per instance and meter, from the ledger, written to `UsageAggregate`
  * (replaced when run again, so a late sample is counted by the next run): summed meters add
- * up their samples, `last` meters keep the latest sample's value.
+ * up their samples, `last` meters keep the latest sample's value. Only the latest revision of
+ * each bucket counts (billing/usage-corrections.ts).
  */
 export async function aggregateUsage(
   pool: Pick<Pool, 'query'>,
@@ -137,8 +138,9 @@ export async function aggregateUsage(
              case when meter = any($3::text[]) then sum(quantity)
                   else (array_agg(quantity order by "occurredAt" desc))[1] end,
              now()
-        from "UsageEvent"
+        from "UsageEvent" e
        where "occurredAt" >= $1 and "occurredAt" < $2 and meter = any($4::text[])
+         and not exists (select 1 from "UsageEvent" later where later.supersedes = e."idempotencyKey")
        group by "instanceId", meter
       on conflict ("instanceId", meter, "periodStart")
         do update set quantity = excluded.quantity, "periodEnd" = excluded."periodEnd", "updatedAt" = now()`,

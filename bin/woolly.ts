@@ -133,7 +133,7 @@ async function run(options: { api: boolean; worker: boolean; embedded: boolean }
     const api = apiTasks({ db, log });
     const pool = makePool(database.url);
     releases.push(() => pool.end());
-    const billing = billingTasks({ db, pool, log, stripe: config.stripe });
+    const billing = billingTasks({ db, pool, log, box, config });
     const worker = await startWorker({
       databaseUrl: database.url,
       concurrency: config.workerConcurrency,

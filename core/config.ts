@@ -61,6 +61,10 @@ const envSchema = z.object({
     .min(0)
     .max(24 * 90)
     .default(168),
+  /** Days a server whose payment failed keeps running (past due) before it is suspended. */
+  WOOLLY_BILLING_GRACE_DAYS: z.coerce.number().int().min(0).max(90).default(7),
+  /** Days a server suspended for non-payment keeps its data before it is deleted. */
+  WOOLLY_BILLING_RETENTION_DAYS: z.coerce.number().int().min(1).max(365).default(30),
   /** Signs the session cookie; required in production (elsewhere derived, see api/auth/session.ts). */
   WOOLLY_SESSION_SECRET: z.string().min(32, { message: 'must be at least 32 characters' }).optional(),
   /** A signed-in session ends after this many minutes without a request. */
@@ -128,6 +132,8 @@ export interface Config {
   /** Hours between deleting a server and purging it; until then it can be restored. */
   deletionGraceHours: number;
   billingProvider: 'none' | 'stripe';
+  /** Non-payment (billing/dunning.ts): days past due before suspension, then suspended before deletion. */
+  dunning: { graceDays: number; retentionDays: number };
   /** Set exactly when `billingProvider` is `stripe`; the secrets are never logged or echoed. */
   stripe: {
     secretKey: string;
@@ -235,6 +241,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mastodonVersion: e.WOOLLY_MASTODON_VERSION,
     deletionGraceHours: e.WOOLLY_DELETION_GRACE_HOURS,
     billingProvider: e.WOOLLY_BILLING_PROVIDER,
+    dunning: { graceDays: e.WOOLLY_BILLING_GRACE_DAYS, retentionDays: e.WOOLLY_BILLING_RETENTION_DAYS },
     stripe:
       e.WOOLLY_BILLING_PROVIDER === 'stripe' && e.WOOLLY_STRIPE_SECRET_KEY && e.WOOLLY_STRIPE_WEBHOOK_SECRET
         ? {

@@ -33,6 +33,8 @@ const CODES = {
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   /** Refused for a while (sign-in lockout); the response's `Retry-After` says how long. */
   too_many_requests: { status: 429, title: 'Too many requests' },
+  /** Stripe did not answer, refused, or lacks the catalog (`woolly billing sync`); retry later. */
+  payment_provider_unavailable: { status: 503, title: 'Payments are unavailable right now' },
   /** Anything not foreseen; its detail is never shown to the caller. */
   internal: { status: 500, title: 'Something went wrong on our side' },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -1,3 +1,4 @@
+import { enqueueSubscriptionSync } from '../billing/subscriptions.ts';
 import type { SecretBox } from '../core/crypto.ts';
 import type { Db, Prisma } from '../core/db.ts';
 import type { PlanLimits } from '../core/domain/catalog.ts';
@@ -489,8 +490,10 @@ async function purge(deps: ReconcilerDeps, instanceId: string): Promise<void> {
     });
     await tx.subscription.updateMany({
       where: { instanceId, status: { not: 'cancelled' } },
-      data: { status: 'cancelled' },
+      data: { status: 'cancelled', canceledAt: new Date() },
     });
+    // A purged server is billed no more: its Stripe subscription ends now.
+    await enqueueSubscriptionSync(tx, instanceId);
     await tx.operation.update({
       where: { id: operation.id },
       data: { status: 'succeeded', finishedAt: new Date() },

@@ -12,6 +12,8 @@ export const INSTANCE_SECRET_NAMES = [
   'ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY',
   'ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT',
   'DB_PASS',
+  // The owner's `admin:read` API token, which Woolly's samplers read the server's measures with.
+  'ADMIN_API_TOKEN',
 ] as const;
 export type InstanceSecretName = (typeof INSTANCE_SECRET_NAMES)[number];
 
@@ -52,6 +54,7 @@ export function makeInstanceSecrets(): Record<InstanceSecretName, string> {
     ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY: alphanumeric(32),
     ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT: alphanumeric(32),
     DB_PASS: alphanumeric(40),
+    ADMIN_API_TOKEN: randomBytes(32).toString('base64url'),
   };
 }
 

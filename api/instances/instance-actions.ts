@@ -1,10 +1,11 @@
+import { enqueueSubscriptionSync } from '../../billing/subscriptions.ts';
 import type { Db, Prisma, Tx } from '../../core/db.ts';
 import { type InstanceStatus, transition } from '../../core/domain/instance-status.ts';
 import { compareMastodonVersions } from '../../core/domain/mastodon-version.ts';
 import { AppError } from '../../core/errors.ts';
 import type { MembershipRole, OperationKind } from '../../core/generated/prisma/enums.ts';
 import { cancelPurge, enqueueBackup, enqueueReconcile, schedulePurge } from '../../provisioner/index.ts';
-import { audit } from '../audit.ts';
+import { audit, type SystemActor } from '../audit.ts';
 import type { ApiDeps, RequestContext } from '../context.ts';
 import { assertInstanceRole, MANAGING_ROLES, SERVER_ROLES } from '../policy.ts';
 
@@ -70,7 +71,7 @@ function changeInstance(
  */
 async function changeInstanceIn(
   tx: Tx,
-  ctx: RequestContext,
+  ctx: RequestContext | SystemActor,
   instanceId: string,
   ifMatch: string | undefined,
   rule: ActionRule,
@@ -107,13 +108,18 @@ async function changeInstanceIn(
   });
   await change.also?.(tx);
   await enqueueReconcile(tx, instanceId);
+  // Plan and add-on changes, deletion and restore change what Stripe should bill.
+  await enqueueSubscriptionSync(tx, instanceId);
   return generation;
 }
 
-/** Locks the instance row and checks the caller may act on it (404 when it may not see it). */
+/**
+ * Locks the instance row and checks the caller may act on it (404 when it may not see it);
+ * Woolly acting on its own (a system actor) may act on any.
+ */
 async function lockInstance(
   tx: Tx,
-  ctx: RequestContext,
+  ctx: RequestContext | SystemActor,
   instanceId: string,
   roles: ActionRule['roles'],
 ): Promise<LockedInstance> {
@@ -123,7 +129,7 @@ async function lockInstance(
     include: { plan: true, addons: { include: { addonType: true } } },
   });
   if (!instance) throw new AppError('not_found', `No instance ${instanceId}.`);
-  await assertInstanceRole(tx, ctx.actor, instance, roles);
+  if (!('system' in ctx)) await assertInstanceRole(tx, ctx.actor, instance, roles);
   return instance;
 }
 
@@ -320,16 +326,26 @@ export function suspendInstance(
   ifMatch: string | undefined,
   reason: string | undefined,
 ): Promise<number> {
-  const rule = { roles: 'staff', from: ['running', 'updating', 'failed'], ifMatch: 'optional' } as const;
-  return changeInstance(deps, ctx, instanceId, ifMatch, rule, (instance) => ({
+  return changeInstance(deps, ctx, instanceId, ifMatch, SUSPEND_RULE, decideSuspend(reason));
+}
+
+const SUSPEND_RULE = {
+  roles: 'staff',
+  from: ['running', 'updating', 'failed'],
+  ifMatch: 'optional',
+} as const;
+
+/** A suspension: the spec says suspended, with why, and the reconciler scales the server to zero. */
+const decideSuspend =
+  (reason: string | undefined) =>
+  (instance: LockedInstance): Change => ({
     kind: 'suspend',
     status: 'updating',
     statusReason: `suspending${reason ? `: ${reason}` : ''}`,
     data: { spec: { ...specOf(instance), suspended: true, suspendReason: reason ?? null } },
     event: { type: 'instance.suspending', message: `Suspension requested${reason ? `: ${reason}` : ''}.` },
     audit: { action: 'instance.suspend', data: { reason: reason ?? null } },
-  }));
-}
+  });
 
 /** Staff start a suspended server again. */
 export function resumeInstance(
@@ -339,15 +355,18 @@ export function resumeInstance(
   ifMatch: string | undefined,
 ): Promise<number> {
   const rule = { roles: 'staff', from: ['suspended'], ifMatch: 'optional' } as const;
-  return changeInstance(deps, ctx, instanceId, ifMatch, rule, (instance) => ({
-    kind: 'resume',
-    status: 'updating',
-    statusReason: 'resuming',
-    data: { spec: { ...specOf(instance), suspended: false, suspendReason: null } },
-    event: { type: 'instance.resuming', message: 'Resume requested.' },
-    audit: { action: 'instance.resume' },
-  }));
+  return changeInstance(deps, ctx, instanceId, ifMatch, rule, decideResume);
 }
+
+/** A resume: the spec says running again, and the reconciler scales the server back up. */
+const decideResume = (instance: LockedInstance): Change => ({
+  kind: 'resume',
+  status: 'updating',
+  statusReason: 'resuming',
+  data: { spec: { ...specOf(instance), suspended: false, suspendReason: null } },
+  event: { type: 'instance.resuming', message: 'Resume requested.' },
+  audit: { action: 'instance.resume' },
+});
 
 /**
  * Staff retry a failed server: it goes back to what it was doing (provisioning, applying a
@@ -396,22 +415,24 @@ export function deleteInstance(
     from: ['provisioning', 'running', 'updating', 'suspended', 'failed'],
     ifMatch: 'optional',
   } as const;
-  return changeInstance(deps, ctx, instanceId, ifMatch, rule, () => {
-    const deleteAfter = new Date(Date.now() + deps.config.deletionGraceHours * 3_600_000);
-    return {
-      kind: 'delete',
-      status: 'deleting',
-      statusReason: `stopped; purged at ${deleteAfter.toISOString()} unless restored`,
-      data: { deleteAfter },
-      event: {
-        type: 'instance.deleting',
-        message: `Deletion requested: the server stops now and is purged at ${deleteAfter.toISOString()} unless restored.`,
-      },
-      audit: { action: 'instance.delete', data: { deleteAfter: deleteAfter.toISOString() } },
-      also: (tx) => schedulePurge(tx, instanceId, deleteAfter),
-    };
-  });
+  return changeInstance(deps, ctx, instanceId, ifMatch, rule, () =>
+    decideDelete(instanceId, new Date(Date.now() + deps.config.deletionGraceHours * 3_600_000)),
+  );
 }
+
+/** A deletion: the server stops now and its purge (final backup first) is scheduled for `deleteAfter`. */
+const decideDelete = (instanceId: string, deleteAfter: Date): Change => ({
+  kind: 'delete',
+  status: 'deleting',
+  statusReason: `stopped; purged at ${deleteAfter.toISOString()} unless restored`,
+  data: { deleteAfter },
+  event: {
+    type: 'instance.deleting',
+    message: `Deletion requested: the server stops now and is purged at ${deleteAfter.toISOString()} unless restored.`,
+  },
+  audit: { action: 'instance.delete', data: { deleteAfter: deleteAfter.toISOString() } },
+  also: (tx) => schedulePurge(tx, instanceId, deleteAfter),
+});
 
 /** Undoes a deletion still in its grace period; the server comes back as it was. */
 export function restoreInstance(
@@ -421,8 +442,18 @@ export function restoreInstance(
   ifMatch: string | undefined,
 ): Promise<number> {
   const rule = { roles: SERVER_ROLES, from: ['deleting'], ifMatch: 'optional' } as const;
-  return changeInstance(deps, ctx, instanceId, ifMatch, rule, (instance) => {
-    if (!instance.deleteAfter || instance.deleteAfter <= new Date()) {
+  return changeInstance(deps, ctx, instanceId, ifMatch, rule, decideRestore(new Date()));
+}
+
+/** Whether a deleting server may still come back: its purge is not due yet. */
+export const isRestorable = (instance: { status: InstanceStatus; deleteAfter: Date | null }, at: Date) =>
+  instance.status === 'deleting' && instance.deleteAfter !== null && instance.deleteAfter > at;
+
+/** A restore: the deletion undone and its purge dropped, refused once the purge is due. */
+const decideRestore =
+  (at: Date) =>
+  (instance: LockedInstance): Change => {
+    if (!isRestorable(instance, at)) {
       throw new AppError(
         'conflict',
         'The grace period is over: the server is being purged and cannot be restored.',
@@ -436,9 +467,48 @@ export function restoreInstance(
       data: { deleteAfter: null },
       event: { type: 'instance.restoring', message: 'Deletion undone; the server is coming back.' },
       audit: { action: 'instance.restore' },
-      also: (tx) => cancelPurge(tx, instanceId),
+      also: (tx) => cancelPurge(tx, instance.id),
     };
-  });
+  };
+
+/**
+ * The changes Woolly makes to a server on its own (billing's dunning), in the caller's
+ * transaction: the same Operation, Event, reconcile and subscription sync as a person's, with
+ * no access check and the audit row naming `by`. A server in a status the change does not fit
+ * is refused (`conflict`), so callers look at the status first.
+ */
+const SYSTEM_RULES = {
+  suspend: SUSPEND_RULE,
+  // A suspension still being applied (updating) or stuck (failed) is undone as well.
+  resume: { roles: 'staff', from: ['suspended', 'updating', 'failed'], ifMatch: 'optional' },
+  delete: {
+    roles: 'staff',
+    from: ['provisioning', 'running', 'updating', 'suspended', 'failed'],
+    ifMatch: 'optional',
+  },
+  restore: { roles: 'staff', from: ['deleting'], ifMatch: 'optional' },
+} as const;
+
+/** Suspends a server as Woolly (see `SYSTEM_RULES`); `reason` is kept in its spec. */
+export function suspendInstanceAsSystem(tx: Tx, by: SystemActor, instanceId: string, reason: string) {
+  return changeInstanceIn(tx, by, instanceId, undefined, SYSTEM_RULES.suspend, decideSuspend(reason));
+}
+
+/** Resumes a suspended (or suspending) server as Woolly. */
+export function resumeInstanceAsSystem(tx: Tx, by: SystemActor, instanceId: string) {
+  return changeInstanceIn(tx, by, instanceId, undefined, SYSTEM_RULES.resume, decideResume);
+}
+
+/** Deletes a server as Woolly: it stops now and is purged (final backup first) at `deleteAfter`. */
+export function deleteInstanceAsSystem(tx: Tx, by: SystemActor, instanceId: string, deleteAfter: Date) {
+  return changeInstanceIn(tx, by, instanceId, undefined, SYSTEM_RULES.delete, () =>
+    decideDelete(instanceId, deleteAfter),
+  );
+}
+
+/** Undoes a deletion as Woolly, while `isRestorable` at `at`. */
+export function restoreInstanceAsSystem(tx: Tx, by: SystemActor, instanceId: string, at: Date) {
+  return changeInstanceIn(tx, by, instanceId, undefined, SYSTEM_RULES.restore, decideRestore(at));
 }
 
 /** Queues a backup; one at a time per server. Returns the Backup row. */

@@ -14,6 +14,7 @@ import {
   updateInstance,
 } from './instance-actions.ts';
 import { streamInstanceEvents } from './instance-events.ts';
+import { getInstanceSubscription, setCancelAtPeriodEnd } from './instance-subscription.ts';
 import {
   getAddonStackJson,
   getInstanceJson,
@@ -40,7 +41,9 @@ type InstanceOperations =
   | 'listOperations'
   | 'getOperation'
   | 'listInstanceManifests'
-  | 'getInstanceAddonStack';
+  | 'getInstanceAddonStack'
+  | 'getInstanceSubscription'
+  | 'updateInstanceSubscription';
 
 const presentBackup = (backup: {
   id: string;
@@ -140,6 +143,12 @@ export function instancesHandlers(deps: ApiDeps): Pick<OperationHandlers, Instan
     },
     async getInstanceAddonStack(req, res, { params }) {
       res.type('application/json').send(await getAddonStackJson(deps, requestContext(req).actor, params.id));
+    },
+    async getInstanceSubscription(req, res, { params }) {
+      res.json(await getInstanceSubscription(deps, requestContext(req), params.id));
+    },
+    async updateInstanceSubscription(req, res, { params, body }) {
+      res.json(await setCancelAtPeriodEnd(deps, requestContext(req), params.id, body.cancelAtPeriodEnd));
     },
   };
 }

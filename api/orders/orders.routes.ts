@@ -1,11 +1,21 @@
 import type { ApiDeps } from '../context.ts';
 import type { OperationHandlers } from '../openapi.ts';
 import { requestContext } from '../request-context.ts';
-import { approvePayment, cancelOrder, createOrder, getOrder, presentOrder } from './orders.service.ts';
+import {
+  approvePayment,
+  cancelOrder,
+  createOrder,
+  getOrder,
+  openCheckout,
+  presentOrder,
+} from './orders.service.ts';
 
 export function ordersHandlers(
   deps: ApiDeps,
-): Pick<OperationHandlers, 'createOrder' | 'getOrder' | 'approveOrderPayment' | 'cancelOrder'> {
+): Pick<
+  OperationHandlers,
+  'createOrder' | 'getOrder' | 'approveOrderPayment' | 'cancelOrder' | 'openOrderCheckout'
+> {
   return {
     async createOrder(req, res, { body }) {
       const ctx = requestContext(req);
@@ -19,6 +29,9 @@ export function ordersHandlers(
     async approveOrderPayment(req, res, { params }) {
       const ctx = requestContext(req);
       res.json(presentOrder(await approvePayment(deps, ctx, params.id)));
+    },
+    async openOrderCheckout(req, res, { params }) {
+      res.json(await openCheckout(deps, requestContext(req), params.id));
     },
     async cancelOrder(req, res, { params }) {
       res.json(presentOrder(await cancelOrder(deps, requestContext(req), params.id)));

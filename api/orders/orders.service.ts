@@ -1,10 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { startSubscription, subscriptionStartStatements } from '../../billing/index.ts';
-import { combine, execute, isUniqueViolation, type SqlClient, type Statement } from '../../core/db.ts';
+import { type Checkout, checkoutForOrder, closeCheckout } from '../../billing/checkout.ts';
+import type { StripeGateway } from '../../billing/stripe-gateway.ts';
+import { makeStripeGateway } from '../../billing/stripe-gateway.ts';
+import {
+  beginProvisioning,
+  provisioningEventStatement,
+  startSubscription,
+  subscriptionStartStatements,
+} from '../../billing/subscriptions.ts';
+import { combine, execute, isUniqueViolation } from '../../core/db.ts';
 import { acceptServerDomain } from '../../core/domain/custom-domain.ts';
-import { transition } from '../../core/domain/instance-status.ts';
 import { AppError, type FieldError } from '../../core/errors.ts';
-import { enqueueReconcile, reconcileJobStatement } from '../../provisioner/index.ts';
+import { reconcileJobStatement } from '../../provisioner/index.ts';
 import { audit, auditStatement } from '../audit.ts';
 import type { ApiDeps, RequestContext } from '../context.ts';
 import {
@@ -27,9 +34,11 @@ export interface CreateOrderInput {
 
 /**
  * Places an order: the Order, its Instance (pending payment) and add-ons in one transaction.
- * With the `none` billing provider an order placed by staff counts as paid at once (the
- * staff member is the payment authority), which starts the subscription and queues
- * provisioning in the same transaction; a customer's order waits for `approvePayment`.
+ * With Stripe, a Checkout session is then opened for it (`checkout`): the order is written
+ * first, so Stripe being down loses nothing, and the buyer retries with `openCheckout`. With
+ * the `none` billing provider an order placed by staff counts as paid at once (the staff
+ * member is the payment authority), which starts the subscription and queues provisioning in
+ * the same transaction; a customer's order waits for `approvePayment`.
  */
 export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: CreateOrderInput) {
   const facts = await readOrderFacts(deps.pool, { ...input, userId: ctx.actor.userId });
@@ -119,7 +128,45 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
     if (isUniqueViolation(error, 'Instance_domain_key')) throw domainTaken(domain);
     throw error;
   }
-  return order;
+  const gateway = stripeGatewayOf(deps);
+  if (!gateway || paid) return { ...order, checkoutUrl: null, checkoutExpiresAt: null };
+  const checkout = await checkoutForOrder(
+    { db: deps.db, gateway, publicUrl: deps.config.publicUrl },
+    order.id,
+  ).catch((error: unknown) => {
+    if (error instanceof AppError && error.code === 'payment_provider_unavailable') {
+      throw new AppError(
+        'payment_provider_unavailable',
+        `Order ${order.id} is placed, unpaid. ${error.detail} POST /v1/orders/${order.id}/checkout opens Checkout again.`,
+        { cause: error },
+      );
+    }
+    throw error;
+  });
+  return { ...order, checkoutUrl: checkout.url, checkoutExpiresAt: checkout.expiresAt };
+}
+
+/** Stripe for this API: the one the caller gave, else from the config; null without Stripe. */
+export function stripeGatewayOf(deps: ApiDeps): StripeGateway | null {
+  if (deps.stripeGateway) return deps.stripeGateway;
+  return deps.config.stripe ? makeStripeGateway(deps.config.stripe) : null;
+}
+
+/** Where to pay an unpaid order: its open Checkout session, or a fresh one (Stripe only). */
+export async function openCheckout(deps: ApiDeps, ctx: RequestContext, orderId: string): Promise<Checkout> {
+  const order = await deps.db.order.findUnique({ where: { id: orderId } });
+  if (!order) throw new AppError('not_found', `No order ${orderId}.`);
+  await assertOrganizationAccess(deps.db, ctx.actor, order.organizationId, MANAGING_ROLES).catch(() => {
+    throw new AppError('not_found', `No order ${orderId}.`);
+  });
+  const gateway = stripeGatewayOf(deps);
+  if (!gateway) {
+    throw new AppError(
+      'conflict',
+      'Payments here are not taken through Stripe (billing provider none): staff mark orders paid.',
+    );
+  }
+  return checkoutForOrder({ db: deps.db, gateway, publicUrl: deps.config.publicUrl }, orderId);
 }
 
 /** Staff confirms payment of an order (billing provider `none`), which starts provisioning. */
@@ -141,7 +188,15 @@ export async function approvePayment(deps: ApiDeps, ctx: RequestContext, orderId
       targetId: order.id,
       organizationId: order.organizationId,
     });
-    await beginProvisioning(tx, order, order.instanceId, deps.config.billingProvider, now);
+    await startSubscription(tx, {
+      instanceId: order.instanceId,
+      organizationId: order.organizationId,
+      provider: 'none',
+      priceMinor: order.totalMinor,
+      currency: order.currency,
+      now,
+    });
+    await beginProvisioning(tx, order.instanceId);
     return order;
   });
 }
@@ -152,6 +207,16 @@ export async function approvePayment(deps: ApiDeps, ctx: RequestContext, orderId
  * itself stays, cancelled, with the domain it named.
  */
 export async function cancelOrder(deps: ApiDeps, ctx: RequestContext, orderId: string) {
+  const gateway = stripeGatewayOf(deps);
+  if (gateway) {
+    const unpaid = await deps.db.order.findUnique({ where: { id: orderId } });
+    if (unpaid?.status === 'pending_payment') {
+      await assertOrganizationAccess(deps.db, ctx.actor, unpaid.organizationId, MANAGING_ROLES).catch(() => {
+        throw new AppError('not_found', `No order ${orderId}.`);
+      });
+      await closeCheckout(gateway, unpaid);
+    }
+  }
   return deps.db.$transaction(async (tx) => {
     await tx.$queryRaw`select 1 from "Order" where id = ${orderId}::uuid for update`;
     const order = await tx.order.findUnique({ where: { id: orderId } });
@@ -181,35 +246,6 @@ export async function cancelOrder(deps: ApiDeps, ctx: RequestContext, orderId: s
   });
 }
 
-async function beginProvisioning(
-  client: SqlClient,
-  order: { organizationId: string; totalMinor: number; currency: string },
-  instanceId: string,
-  provider: 'none' | 'stripe',
-  now: Date,
-): Promise<void> {
-  await startSubscription(client, {
-    instanceId,
-    organizationId: order.organizationId,
-    provider,
-    priceMinor: order.totalMinor,
-    currency: order.currency,
-    now,
-  });
-  await transition(client, instanceId, 'pending_payment', 'provisioning');
-  await execute(client, provisioningEventStatement(instanceId));
-  await enqueueReconcile(client, instanceId);
-}
-
-/** The event that tells the customer provisioning is queued. */
-function provisioningEventStatement(instanceId: string): Statement {
-  return {
-    name: 'event-provisioning',
-    text: `insert into "Event" ("instanceId", type, message) values ($1::uuid, 'instance.provisioning', $2::text) returning 1`,
-    values: [instanceId, 'Payment confirmed; provisioning queued.'],
-  };
-}
-
 function domainTaken(domain: string): AppError {
   return new AppError(
     'domain_unavailable',
@@ -232,7 +268,14 @@ export function presentOrder(order: {
   currency: string;
   paidAt: Date | null;
   createdAt: Date;
+  checkoutUrl: string | null;
+  checkoutExpiresAt: Date | null;
 }) {
+  const checkoutOpen =
+    order.status === 'pending_payment' &&
+    order.checkoutUrl !== null &&
+    order.checkoutExpiresAt !== null &&
+    order.checkoutExpiresAt.getTime() > Date.now();
   return {
     id: order.id,
     organizationId: order.organizationId,
@@ -243,6 +286,10 @@ export function presentOrder(order: {
     total: { amountMinor: order.totalMinor, currency: order.currency },
     paidAt: order.paidAt,
     createdAt: order.createdAt,
+    checkout:
+      checkoutOpen && order.checkoutUrl && order.checkoutExpiresAt
+        ? { url: order.checkoutUrl, expiresAt: order.checkoutExpiresAt }
+        : null,
   };
 }
 

@@ -1015,9 +1015,24 @@ function renderSearchDeployJob(ctx: RenderContext): KubeObject {
 }
 
 /**
- * Creates the owner's account, confirmed, with the Owner role. tootctl prints the password it
- * generates; that output is discarded so no password lands in pod logs, and the owner sets
- * one through Mastodon's own password reset, by e-mail.
+ * Gives the owner an OAuth application and an `admin:read` access token whose value is the
+ * server's `ADMIN_API_TOKEN` secret (Mastodon keeps access tokens as they are, so Woolly knows
+ * it without reading it back), for Woolly's samplers (the admin measures API). The token
+ * comes from the server's Secret through the environment, never the command line; both rows
+ * are found or created, so a retried Job changes nothing.
+ */
+const OWNER_TOKEN_RUBY = [
+  "owner = Account.find_local!(ENV.fetch('OWNER_USERNAME')).user",
+  "app = Doorkeeper::Application.find_or_create_by!(name: 'Woolly') { |a| a.redirect_uri = 'urn:ietf:wg:oauth:2.0:oob'; a.scopes = 'admin:read' }",
+  "Doorkeeper::AccessToken.find_or_create_by!(token: ENV.fetch('ADMIN_API_TOKEN')) { |t| t.application = app; t.resource_owner_id = owner.id; t.scopes = 'admin:read' }",
+].join('\n');
+
+/**
+ * Creates the owner's account, confirmed, with the Owner role, then its admin API token
+ * (`OWNER_TOKEN_RUBY`). tootctl prints the password it generates; that output is discarded so
+ * no password lands in pod logs, and the owner sets one through Mastodon's own password
+ * reset, by e-mail. The token step runs even when tootctl fails, so a retried Job whose
+ * account already exists still completes, and fails when the account does not exist.
  */
 function renderOwnerAccountJob(ctx: RenderContext, owner: { username: string; email: string }): KubeObject {
   if (!/^[a-z0-9_]{1,30}$/.test(owner.username)) {
@@ -1027,12 +1042,13 @@ function renderOwnerAccountJob(ctx: RenderContext, owner: { username: string; em
     );
   }
   const script =
-    'bin/tootctl accounts create "$OWNER_USERNAME" --email "$OWNER_EMAIL" --confirmed --role Owner > /dev/null';
+    'bin/tootctl accounts create "$OWNER_USERNAME" --email "$OWNER_EMAIL" --confirmed --role Owner > /dev/null; ' +
+    'bin/rails runner "$OWNER_TOKEN_RUBY"';
   return runOnceJob(
     ctx,
     'owner-account',
     taskPodSpec(ctx, 'owner-account', ['sh', '-c', script], {
-      env: { OWNER_USERNAME: owner.username, OWNER_EMAIL: owner.email },
+      env: { OWNER_USERNAME: owner.username, OWNER_EMAIL: owner.email, OWNER_TOKEN_RUBY },
     }),
   );
 }

@@ -243,11 +243,10 @@ describe('placing an order', () => {
       (await database.db.instance.findUniqueOrThrow({ where: { id: instanceId } })).status,
       'provisioning',
     );
-    assert.equal(await database.db.subscription.count({ where: { instanceId } }), 1);
-    assert.equal(
-      await database.db.usageEvent.count({ where: { instanceId, meter: 'subscription_start' } }),
-      1,
-    );
+    const subscription = await database.db.subscription.findUniqueOrThrow({ where: { instanceId } });
+    assert.equal(subscription.status, 'active');
+    assert.equal(subscription.provider, 'none');
+    assert.equal(subscription.priceMinor, placed.body.total.amountMinor);
     const jobs = await database.db.$queryRaw<{ key: string; task: string }[]>`
       select j.key, t.identifier as task from graphile_worker._private_jobs j
       join graphile_worker._private_tasks t on t.id = j.task_id where j.key = ${instanceId}`;
@@ -258,7 +257,7 @@ describe('placing an order', () => {
       token: staff.token,
     });
     assert.equal(again.status, 409);
-    assert.equal(await database.db.usageEvent.count({ where: { instanceId } }), 1);
+    assert.equal(await database.db.subscription.count({ where: { instanceId } }), 1);
   });
 
   test('another customer cannot see the order or its instance (404, not 403)', async () => {

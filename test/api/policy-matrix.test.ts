@@ -673,6 +673,87 @@ const ROUTES: Route[] = [
     request: () => ({ path: '/v1/fleet-upgrades', body: { mastodonVersion: 'v4.5.13', waveSize: 50 } }),
     expected: { anonymous: 401, outsider: 403, member: 403, 'staff-ops': 201, 'staff-admin': 409 },
   },
+  {
+    // Members' tokens here carry no `billing:read`: 403 whatever the organization, so nothing
+    // leaks. Members with the scope, and outsiders with it (404), are in test/api/invoices.test.ts.
+    name: "the organization's invoices (members with billing:read)",
+    request: () => ({ path: `/v1/organizations/${org}/invoices` }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
+    name: 'an invoice that does not exist',
+    request: () => ({ path: `/v1/invoices/${randomUUID()}` }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 404 },
+  },
+  {
+    name: 'mark an invoice paid (staff)',
+    request: () => ({ path: `/v1/invoices/${randomUUID()}/mark-paid`, method: 'POST' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 404 },
+  },
+  {
+    name: 'the billing report (staff)',
+    request: () => ({ path: '/v1/billing/report' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
+    name: "open the server's sponsor page (owner, admin, billing)",
+    request: () => ({
+      path: `/v1/instances/${instanceId}/sponsor-page`,
+      method: 'PUT',
+      body: { enabled: true },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 200,
+      admin: 200,
+      owner: 200,
+      staff: 200,
+    },
+  },
+  {
+    name: "the server's sponsorships (billing:read; members with it: test/api/sponsors.test.ts)",
+    // The matrix's customer tokens lack billing:read, so they are refused before any lookup.
+    request: () => ({ path: `/v1/instances/${instanceId}/sponsorships` }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
+    // Billing provider none here: those who may pay are told Checkout is not how this works.
+    name: 'open Checkout for an order (owner, admin, billing)',
+    request: () => ({ path: `/v1/orders/${orderId}/checkout`, method: 'POST' }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 409,
+      admin: 409,
+      owner: 409,
+      staff: 409,
+    },
+  },
+  {
+    name: "the server's subscription (billing:read)",
+    request: () => ({ path: `/v1/instances/${instanceId}/subscription` }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
+    name: "keep the server's subscription renewing (owner, admin, billing)",
+    request: () => ({
+      path: `/v1/instances/${instanceId}/subscription`,
+      method: 'PUT',
+      body: { cancelAtPeriodEnd: false },
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 200,
+      admin: 200,
+      owner: 200,
+      staff: 200,
+    },
+  },
 ];
 
 // Before the matrix, whose rows create organizations and tokens.

@@ -6,6 +6,7 @@
  * fault-injecting wrapper (named so) answers 429, 500 or 400 where a test needs Stripe to fail.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { parseCrontab } from 'graphile-worker';
@@ -13,12 +14,15 @@ import pg from 'pg';
 import Stripe from 'stripe';
 import { billingTasks, REPORT_USAGE_TASK } from '../../billing/index.ts';
 import {
+  type BalanceTransactionSink,
   FLAG_AFTER_ATTEMPTS,
   type MeterEvent,
+  type MeterEventAdjustmentSink,
   type MeterEventSink,
   reportUsage,
 } from '../../billing/meter-reports.ts';
 import { recordUsage, type UsageSample, usageKeyOf } from '../../billing/metering.ts';
+import { makeSecretBox } from '../../core/crypto.ts';
 import { makeLogger } from '../../core/log.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
@@ -43,6 +47,10 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
   let sent: MeterEvent[];
   /** The real client against stripe-mock, each request noted. */
   let toStripe: MeterEventSink;
+  /** Cancels and balance transactions: plain samples are never corrected here, so these must stay unused. */
+  let corrections: string[];
+  let toAdjust: MeterEventAdjustmentSink;
+  let toCredit: BalanceTransactionSink;
 
   before(async () => {
     [database, mock] = await Promise.all([makeTestDatabase(), startStripeMock()]);
@@ -87,6 +95,15 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
       sent.push(event);
       return stripe.billing.meterEvents.create(event);
     };
+    corrections = [];
+    toAdjust = async (adjustment, options) => {
+      corrections.push(`cancel ${adjustment.cancel.identifier}`);
+      return stripe.billing.meterEventAdjustments.create(adjustment, options);
+    };
+    toCredit = async (customer, transaction, options) => {
+      corrections.push(`credit ${customer}`);
+      return stripe.customers.createBalanceTransaction(customer, transaction, options);
+    };
   });
 
   const hourAgo = (hours: number) => {
@@ -112,11 +129,14 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
   it('sends each entry once, keyed by its ledger key, and a second run sends nothing; the none provider is not reported', async () => {
     const samples = [storage('ada', 3), storage('ada', 2), storage('bob', 2, 11), storage('free', 2)];
     await recordUsage(pool, samples);
-    assert.deepEqual(await reportUsage({ pool, sink: toStripe, sleep: noWait }), {
-      reported: 3,
-      failed: 0,
-      flagged: 0,
-    });
+    assert.deepEqual(
+      await reportUsage({ pool, adjust: toAdjust, credit: toCredit, sink: toStripe, sleep: noWait }),
+      {
+        reported: 3,
+        failed: 0,
+        flagged: 0,
+      },
+    );
     assert.deepEqual(
       sent.map((event) => event.identifier).sort(),
       samples.slice(0, 3).map(usageKeyOf).sort(),
@@ -130,12 +150,16 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
     });
     assert.equal(await unreported(), 1, 'only the organization without a Stripe customer is left');
     sent = [];
-    assert.deepEqual(await reportUsage({ pool, sink: toStripe, sleep: noWait }), {
-      reported: 0,
-      failed: 0,
-      flagged: 0,
-    });
+    assert.deepEqual(
+      await reportUsage({ pool, adjust: toAdjust, credit: toCredit, sink: toStripe, sleep: noWait }),
+      {
+        reported: 0,
+        failed: 0,
+        flagged: 0,
+      },
+    );
     assert.deepEqual(sent, []);
+    assert.deepEqual(corrections, [], 'samples with no revision are never cancelled or credited');
   });
 
   it('a crash between the ledger write and the report, or an answer lost, re-reports with the same identifier', async () => {
@@ -145,9 +169,15 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
       await toStripe(event);
       throw new Error('socket hang up');
     };
-    const first = await reportUsage({ pool, sink: lostAnswer, sleep: noWait });
+    const first = await reportUsage({
+      pool,
+      adjust: toAdjust,
+      credit: toCredit,
+      sink: lostAnswer,
+      sleep: noWait,
+    });
     assert.equal(first.reported, 0);
-    await reportUsage({ pool, sink: toStripe, sleep: noWait });
+    await reportUsage({ pool, adjust: toAdjust, credit: toCredit, sink: toStripe, sleep: noWait });
     const identifiers = new Set(sent.map((event) => event.identifier));
     assert.ok(sent.length > 1, 'sent again');
     assert.deepEqual(
@@ -171,7 +201,14 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
       if (calls === 2) throw Object.assign(new Error('Internal error'), { statusCode: 500 });
       return toStripe(event);
     };
-    const run = () => reportUsage({ pool, sink: flaky, sleep: async (ms) => void waits.push(ms) });
+    const run = () =>
+      reportUsage({
+        pool,
+        adjust: toAdjust,
+        credit: toCredit,
+        sink: flaky,
+        sleep: async (ms) => void waits.push(ms),
+      });
     const first = await run();
     assert.deepEqual([first.reported, first.failed], [1, 1]);
     assert.equal(waits.length, 2, 'two backoffs for ada, none for the refused bob');
@@ -211,23 +248,34 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
         inFlight.set(pair, now - 1);
       }
     };
-    assert.equal((await reportUsage({ pool, sink: watched, sleep: noWait })).reported, 8);
+    assert.equal(
+      (await reportUsage({ pool, adjust: toAdjust, credit: toCredit, sink: watched, sleep: noWait }))
+        .reported,
+      8,
+    );
     assert.equal(most, 1);
     assert.ok(overlapAcrossCustomers, 'ada and bob were reported side by side');
   });
 
   it("the worker's report job sends the ledger through the Stripe client, every 10 minutes, one run at a time", async () => {
     await recordUsage(pool, [storage('ada', 1), storage('bob', 1)]);
-    const settings = { secretKey: STRIPE_MOCK_API_KEY, apiUrl: mock.url };
-    const billing = billingTasks({ db: database.db, pool, log, stripe: settings });
-    const [entry] = parseCrontab(billing.crontab);
-    assert.equal(entry?.task, REPORT_USAGE_TASK);
+    const box = makeSecretBox([{ id: 'test', key: randomBytes(32) }]);
+    const config = (stripe: { secretKey: string; apiUrl: string; webhookSecret: string } | null) => ({
+      stripe,
+      dunning: { graceDays: 7, retentionDays: 30 },
+      deletionGraceHours: 24,
+    });
+    const settings = { secretKey: STRIPE_MOCK_API_KEY, apiUrl: mock.url, webhookSecret: 'whsec_test' };
+    const billing = billingTasks({ db: database.db, pool, log, box, config: config(settings) });
+    const entry = parseCrontab(billing.crontab).find((candidate) => candidate.task === REPORT_USAGE_TASK);
     assert.equal(entry?.options.jobKey, REPORT_USAGE_TASK);
     const at = (min: number) => ({ min, hour: 10, date: 28, month: 11, dow: 6 });
     assert.deepEqual([entry?.match(at(20)), entry?.match(at(25))], [true, false]);
     await billing.tasks[REPORT_USAGE_TASK]?.({}, {} as never);
     assert.equal(await unreported(), 0);
-    assert.deepEqual(billingTasks({ db: database.db, pool, log, stripe: null }), { tasks: {}, crontab: '' });
+    const ledgerOnly = billingTasks({ db: database.db, pool, log, box, config: config(null) });
+    assert.equal(ledgerOnly.tasks[REPORT_USAGE_TASK], undefined, 'without Stripe nothing is reported');
+    assert.ok(!ledgerOnly.crontab.includes(REPORT_USAGE_TASK));
   });
 
   it('stripe-mock refuses a malformed meter event, which is not retried', async () => {
@@ -237,7 +285,13 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
       calls++;
       return stripe.billing.meterEvents.create({ ...event, payload: undefined } as never);
     };
-    const result = await reportUsage({ pool, sink: malformed, sleep: noWait });
+    const result = await reportUsage({
+      pool,
+      adjust: toAdjust,
+      credit: toCredit,
+      sink: malformed,
+      sleep: noWait,
+    });
     assert.deepEqual([result.reported, result.failed, calls], [0, 1, 1]);
   });
 });

@@ -33,6 +33,7 @@ describe('loadConfig', () => {
       mastodonVersion: 'v4.5.11',
       deletionGraceHours: 168,
       billingProvider: 'none',
+      dunning: { graceDays: 7, retentionDays: 30 },
       stripe: null,
       workerConcurrency: 4,
       session: { secret: undefined, idleMinutes: 720 },

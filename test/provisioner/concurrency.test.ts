@@ -10,6 +10,7 @@ import { makeMasterKey, makeSecretBox } from '../../core/crypto.ts';
 import { makeLogger } from '../../core/log.ts';
 import { startWorker, type Worker } from '../../core/worker.ts';
 import { enqueueReconcile } from '../../provisioner/index.ts';
+import { INSTANCE_SECRET_NAMES } from '../../provisioner/secrets.ts';
 import { provisionerTasks } from '../../provisioner/tasks.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken, PROVISION_STEPS } from '../support/factories.ts';
@@ -104,7 +105,7 @@ test('two workers and duplicate jobs provision every instance exactly once', asy
     _count: true,
   });
   assert.ok(
-    secrets.every((row) => row._count === 8),
+    secrets.every((row) => row._count === INSTANCE_SECRET_NAMES.length),
     'secrets generated once',
   );
   const running = await db.event.count({ where: { instanceId: { in: ids }, type: 'instance.running' } });

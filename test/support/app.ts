@@ -5,6 +5,7 @@ import { makeApp } from '../../api/app.ts';
 import type { Mailer } from '../../api/auth/mailer.ts';
 import { findOperation, responseErrors } from '../../api/openapi.ts';
 import { listen } from '../../api/server.ts';
+import type { StripeGateway } from '../../billing/stripe-gateway.ts';
 import { loadConfig } from '../../core/config.ts';
 import { type Db, makePool } from '../../core/db.ts';
 import { makeLogger } from '../../core/log.ts';
@@ -21,7 +22,7 @@ export async function startTestApp(
   database: { db: Db; url: string },
   env: Record<string, string> = {},
   /** A mailer to read sent mail from; unset: the app's own in-memory outbox. */
-  deps: { mailer?: Mailer } = {},
+  deps: { mailer?: Mailer; stripeGateway?: StripeGateway } = {},
 ): Promise<TestApp> {
   const { db } = database;
   const pool = makePool(database.url);

@@ -95,6 +95,7 @@ function ensureBuilt(what: string, script: string): void {
 ensureBuilt('kube-apiserver and etcd', 'test/support/kube/build.sh');
 ensureBuilt('pulumi and its kubernetes provider', 'test/support/pulumi/build.sh');
 ensureBuilt('stripe-mock', 'test/support/stripe/build.sh');
+ensureBuilt('gofakes3 (S3 server)', 'test/support/s3/build.sh');
 
 let serverUrl = process.env.DATABASE_URL;
 let release = async () => {};

@@ -857,8 +857,23 @@ describe('renderInstanceManifests', () => {
     assert.deepEqual(container.args.slice(0, 2), ['sh', '-c']);
     assert.match(
       container.args[2],
-      /tootctl accounts create "\$OWNER_USERNAME" --email "\$OWNER_EMAIL" --confirmed --role Owner > \/dev\/null$/,
+      /tootctl accounts create "\$OWNER_USERNAME" --email "\$OWNER_EMAIL" --confirmed --role Owner > \/dev\/null; bin\/rails runner "\$OWNER_TOKEN_RUBY"$/,
     );
+    // The admin API token: read from the server's Secret (envFrom), never on the command line.
+    const ruby = envOf(container).OWNER_TOKEN_RUBY ?? '';
+    assert.match(
+      ruby,
+      /Doorkeeper::AccessToken\.find_or_create_by!\(token: ENV\.fetch\('ADMIN_API_TOKEN'\)\)/,
+    );
+    assert.match(ruby, /t\.scopes = 'admin:read'/);
+    assert.match(ruby, /Account\.find_local!\(ENV\.fetch\('OWNER_USERNAME'\)\)/);
+    assert.deepEqual(
+      container.envFrom
+        .map((source: { secretRef?: { name: string } }) => source.secretRef?.name)
+        .filter(Boolean),
+      [makeInput().secretName],
+    );
+    assert.equal(envOf(container).ADMIN_API_TOKEN, undefined, 'no token value in the Job itself');
     assert.equal(envOf(container).OWNER_USERNAME, 'ada_l');
     assert.equal(envOf(container).OWNER_EMAIL, 'ada@example.org');
     assert.equal(applyPhaseOf(job as KubeObject), 'owner-account');

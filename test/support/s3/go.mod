@@ -1,0 +1,19 @@
+// Builds gofakes3, an S3-compatible server in Go, for the tests of the storage sampler
+// (see build.sh and test/support/s3-server.ts).
+module woolly.test/s3
+
+go 1.24.0
+
+tool github.com/johannesboyne/gofakes3/cmd/gofakes3
+
+require (
+	github.com/johannesboyne/gofakes3 v1.2.0 // indirect
+	github.com/ryszard/goskiplist v0.0.0-20150312221310-2dfbae5fcf46 // indirect
+	github.com/spf13/afero v1.2.1 // indirect
+	go.etcd.io/bbolt v1.3.5 // indirect
+	go.shabbyrobe.org/gocovmerge v0.0.0-20230507111327-fa4f82cfbf4d // indirect
+	golang.org/x/sys v0.7.0 // indirect
+	golang.org/x/text v0.9.0 // indirect
+	golang.org/x/tools v0.8.0 // indirect
+	gopkg.in/mgo.v2 v2.0.0-20180705113604-9856a29383ce // indirect
+)
