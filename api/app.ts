@@ -150,6 +150,10 @@ export function makeApp(deps: ApiDeps): express.Express {
   app.use(requestId(deps));
   app.get('/', (_req, res) => res.redirect('/dashboard/'));
   app.use('/dashboard', express.static(dashboardDir, { index: 'index.html', maxAge: '5m' }));
+  // A server's public sponsor page (dashboard/sponsor/); it reads the domain from its path.
+  app.get('/sponsor/:domain', (_req, res) => {
+    res.sendFile(path.join(dashboardDir, 'sponsor', 'index.html'), { maxAge: '5m' });
+  });
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openApiDocument);
   });
