@@ -23,7 +23,12 @@ export type Tx = Parameters<Parameters<PrismaClient['$transaction']>[0]>[0];
  * (about 1 ms a statement through the adapter against 0.2 ms here; README, Performance).
  */
 export function makePool(databaseUrl: string): pg.Pool {
-  return new pg.Pool({ connectionString: databaseUrl, max: 10 });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
+  // An idle connection the server ends (a restart, a failover, a dropped database) is an
+  // 'error' on the pool, which would crash the process unheard; the pool drops that client and
+  // the next query opens a new one, so there is nothing to do. Errors of queries still reject.
+  pool.on('error', () => {});
+  return pool;
 }
 
 /**
