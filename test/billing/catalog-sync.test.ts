@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Stripe from 'stripe';
+import type Stripe from 'stripe';
 import { desiredCatalog, syncCatalog } from '../../billing/catalog-sync.ts';
 import { PLAN_CATALOG } from '../../core/domain/catalog.ts';
 import {
   STRIPE_MOCK_API_KEY,
   type StripeMock,
   startStripeMock,
+  stripeMockClient,
   stripeMockSkipReason,
 } from '../support/stripe-mock.ts';
 
@@ -26,12 +27,7 @@ describe('the catalog against stripe-mock', { skip: stripeMockSkipReason() }, ()
   after(() => mock?.release());
 
   it('every request of a full sync is one Stripe accepts', async () => {
-    const stripe = new Stripe(STRIPE_MOCK_API_KEY, {
-      host: '127.0.0.1',
-      port: mock.port,
-      protocol: 'http',
-      maxNetworkRetries: 0,
-    });
+    const stripe = stripeMockClient(mock);
     const report = await syncCatalog(stripe);
     const { products, prices, meters } = desiredCatalog();
     // stripe-mock answers every lookup with a fixture that is never ours: everything is made or updated.

@@ -11,7 +11,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { parseCrontab } from 'graphile-worker';
 import pg from 'pg';
-import Stripe from 'stripe';
+import type Stripe from 'stripe';
 import { billingTasks, REPORT_USAGE_TASK } from '../../billing/index.ts';
 import {
   type BalanceTransactionSink,
@@ -30,6 +30,7 @@ import {
   STRIPE_MOCK_API_KEY,
   type StripeMock,
   startStripeMock,
+  stripeMockClient,
   stripeMockSkipReason,
 } from '../support/stripe-mock.ts';
 
@@ -55,12 +56,7 @@ describe('usage reported to Stripe Billing Meters (stripe-mock)', { skip }, () =
   before(async () => {
     [database, mock] = await Promise.all([makeTestDatabase(), startStripeMock()]);
     pool = new pg.Pool({ connectionString: database.url, max: 4 });
-    stripe = new Stripe(STRIPE_MOCK_API_KEY, {
-      host: '127.0.0.1',
-      port: mock.port,
-      protocol: 'http',
-      maxNetworkRetries: 0,
-    });
+    stripe = stripeMockClient(mock);
     const plan = await database.db.plan.findUniqueOrThrow({ where: { code: 'community' } });
     for (const name of ['ada', 'bob', 'free'] as const) {
       const { userId } = await createUserWithToken(database.db);

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import Stripe from 'stripe';
+import type Stripe from 'stripe';
 import {
   type BalanceTransaction,
   type MeterEventSink,
@@ -21,9 +21,9 @@ import { correctUsage, settlementMinorOf } from '../../billing/usage-corrections
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
 import {
-  STRIPE_MOCK_API_KEY,
   type StripeMock,
   startStripeMock,
+  stripeMockClient,
   stripeMockSkipReason,
 } from '../support/stripe-mock.ts';
 
@@ -57,12 +57,7 @@ describe('usage corrections (PostgreSQL, stripe-mock)', { skip }, () => {
   before(async () => {
     [database, mock] = await Promise.all([makeTestDatabase(), startStripeMock()]);
     pool = new pg.Pool({ connectionString: database.url, max: 4 });
-    stripe = new Stripe(STRIPE_MOCK_API_KEY, {
-      host: '127.0.0.1',
-      port: mock.port,
-      protocol: 'http',
-      maxNetworkRetries: 0,
-    });
+    stripe = stripeMockClient(mock);
     const plan = await database.db.plan.findUniqueOrThrow({ where: { code: 'community' } });
     const { userId } = await createUserWithToken(database.db);
     const organizationId = await createOrganization(database.db, userId);

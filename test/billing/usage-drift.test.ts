@@ -12,7 +12,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { parseCrontab } from 'graphile-worker';
 import pg from 'pg';
-import Stripe from 'stripe';
+import type Stripe from 'stripe';
 import {
   checkUsageDrift,
   driftRangeOf,
@@ -25,9 +25,9 @@ import { makeLogger } from '../../core/log.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
 import {
-  STRIPE_MOCK_API_KEY,
   type StripeMock,
   startStripeMock,
+  stripeMockClient,
   stripeMockSkipReason,
 } from '../support/stripe-mock.ts';
 
@@ -59,12 +59,7 @@ describe('usage drift (PostgreSQL, stripe-mock)', { skip: stripeMockSkipReason()
   before(async () => {
     [database, mock] = await Promise.all([makeTestDatabase(), startStripeMock()]);
     pool = new pg.Pool({ connectionString: database.url, max: 4 });
-    stripe = new Stripe(STRIPE_MOCK_API_KEY, {
-      host: '127.0.0.1',
-      port: mock.port,
-      protocol: 'http',
-      maxNetworkRetries: 0,
-    });
+    stripe = stripeMockClient(mock);
     planId = (await database.db.plan.findUniqueOrThrow({ where: { code: 'community' } })).id;
   });
   after(async () => {

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import Stripe from 'stripe';
 
 /** A running stripe-mock; point a Stripe client at `127.0.0.1:<port>` over plain HTTP. */
 export interface StripeMock {
@@ -148,4 +149,14 @@ async function answers(port: number): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The real `stripe` client pointed at `mock`, with no retries of its own (tests count calls). */
+export function stripeMockClient(mock: StripeMock): Stripe {
+  return new Stripe(STRIPE_MOCK_API_KEY, {
+    host: '127.0.0.1',
+    port: mock.port,
+    protocol: 'http',
+    maxNetworkRetries: 0,
+  });
 }
