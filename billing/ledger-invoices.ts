@@ -10,7 +10,7 @@ import type { JobHelpers, Task } from 'graphile-worker';
 import type { Db, Tx } from '../core/db.ts';
 import { includedUnits, METERED_PRICES, type PlanLimits } from '../core/domain/catalog.ts';
 import type { Logger } from '../core/log.ts';
-import { METERS, type Meter } from './metering.ts';
+import { aggregateUsage, type Meter } from './metering.ts';
 
 /** What an invoice line bills, the same words the Stripe mirror writes. */
 export type InvoiceService =
@@ -60,8 +60,8 @@ export function meteredAmountMinor(quantity: bigint, unitMinorDecimal: string): 
 /**
  * The period's metered lines: each meter's total for the period beyond what the plan includes,
  * at the metered price. The totals are written to UsageAggregate first, for this server and
- * period only, from the ledger (summed meters add up, `last` meters keep the latest sample),
- * so the invoice and the aggregate always agree.
+ * period only, by the ledger's own `aggregateUsage` (latest revisions of each bucket), so the
+ * invoice and the aggregate always agree.
  */
 async function meteredLines(
   tx: Tx,
@@ -69,21 +69,7 @@ async function meteredLines(
   period: { start: Date; end: Date },
   limits: PlanLimits,
 ): Promise<InvoiceLine[]> {
-  const summed = Object.entries(METERS)
-    .filter(([, meter]) => meter.aggregate === 'sum')
-    .map(([name]) => name);
-  await tx.$executeRaw`
-    insert into "UsageAggregate" (id, "instanceId", meter, "periodStart", "periodEnd", quantity, "updatedAt")
-    select gen_random_uuid(), "instanceId", meter, ${period.start}, ${period.end},
-           case when meter = any(${summed}::text[]) then sum(quantity)
-                else (array_agg(quantity order by "occurredAt" desc))[1] end,
-           now()
-      from "UsageEvent"
-     where "instanceId" = ${instanceId}::uuid and "occurredAt" >= ${period.start} and "occurredAt" < ${period.end}
-       and meter = any(${Object.keys(METERS)}::text[])
-     group by "instanceId", meter
-    on conflict ("instanceId", meter, "periodStart")
-      do update set quantity = excluded.quantity, "periodEnd" = excluded."periodEnd", "updatedAt" = now()`;
+  await aggregateUsage(tx, period, { instanceId });
   const aggregates = await tx.usageAggregate.findMany({
     where: { instanceId, periodStart: period.start },
     orderBy: { meter: 'asc' },

@@ -6,6 +6,7 @@
  * ledger alone.
  */
 import type { Pool } from 'pg';
+import { execute, type SqlClient } from '../core/db.ts';
 
 /**
  * What Woolly meters, as Stripe meters must be fed: whole numbers, one event per bucket.
@@ -124,13 +125,14 @@ export async function recordUsage(
  * each bucket counts (billing/usage-corrections.ts).
  */
 export async function aggregateUsage(
-  pool: Pick<Pool, 'query'>,
+  client: SqlClient,
   period: { start: Date; end: Date },
+  only: { instanceId?: string } = {},
 ): Promise<{ aggregates: number }> {
   const summed = Object.entries(METERS)
     .filter(([, meter]) => meter.aggregate === 'sum')
     .map(([name]) => name);
-  const result = await pool.query({
+  const aggregates = await execute(client, {
     name: 'usage-aggregate',
     text: `
       insert into "UsageAggregate" (id, "instanceId", meter, "periodStart", "periodEnd", quantity, "updatedAt")
@@ -141,10 +143,11 @@ export async function aggregateUsage(
         from "UsageEvent" e
        where "occurredAt" >= $1 and "occurredAt" < $2 and meter = any($4::text[])
          and not exists (select 1 from "UsageEvent" later where later.supersedes = e."idempotencyKey")
+         and ($5::uuid is null or "instanceId" = $5::uuid)
        group by "instanceId", meter
       on conflict ("instanceId", meter, "periodStart")
         do update set quantity = excluded.quantity, "periodEnd" = excluded."periodEnd", "updatedAt" = now()`,
-    values: [period.start, period.end, summed, Object.keys(METERS)],
+    values: [period.start, period.end, summed, Object.keys(METERS), only.instanceId ?? null],
   });
-  return { aggregates: result.rowCount ?? 0 };
+  return { aggregates };
 }

@@ -113,6 +113,21 @@ describe('rendering from the ledger', () => {
       [2, 7000],
       [24 * 31 + 1, 99_999],
     ]);
+    // A sample of 500 corrected to 0 (a revision supersedes it): only the latest revision bills.
+    await sample(server.instanceId, 'storage_gb_hours', [[3, 500]]);
+    const corrected = `storage_gb_hours:${server.instanceId}:${new Date(OCTOBER.getTime() + 3 * 3_600_000).toISOString()}`;
+    await database.db.usageEvent.create({
+      data: {
+        instanceId: server.instanceId,
+        meter: 'storage_gb_hours',
+        quantity: 0n,
+        occurredAt: new Date(OCTOBER.getTime() + 3 * 3_600_000),
+        idempotencyKey: `${corrected}#r1`,
+        revision: 1,
+        supersedes: corrected,
+        reason: 'a test correction',
+      },
+    });
     await sample(server.instanceId, 'search_hours', [
       [1, 1],
       [2, 1],
