@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import passport from 'passport';
+import { makeStripeGateway } from '../billing/stripe-gateway.ts';
 import { AppError, toProblem } from '../core/errors.ts';
 import { auditHandlers } from './audit/audit.routes.ts';
 import { authHandlers } from './auth/auth.routes.ts';
@@ -141,7 +142,11 @@ function makeMailer(deps: ApiDeps): Mailer {
 }
 
 /** The control API and the dashboard, as one express application. */
-export function makeApp(deps: ApiDeps): express.Express {
+export function makeApp(given: ApiDeps): express.Express {
+  // Stripe's client is made once for the app, not on every request that pays.
+  const stripeGateway =
+    given.stripeGateway ?? (given.config.stripe ? makeStripeGateway(given.config.stripe) : null);
+  const deps: ApiDeps = { ...given, ...(stripeGateway ? { stripeGateway } : {}) };
   useBearerTokens(deps);
   const mailer = makeMailer(deps);
   const app = express();

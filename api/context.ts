@@ -15,8 +15,8 @@ export interface ApiDeps {
   /** Where account mail goes; unset: the dev outbox (api/auth/mailer.ts). */
   mailer?: Mailer;
   /**
-   * Stripe, for checkout and sponsorships; unset: built from `config.stripe` (none without
-   * it). Tests put the stateful stand-in or a gateway over stripe-mock here.
+   * Stripe, for checkout and sponsorships; unset: `makeApp` builds it once from `config.stripe`
+   * (none without it). Tests put the stateful stand-in or a gateway over stripe-mock here.
    */
   stripeGateway?: StripeGateway;
 }

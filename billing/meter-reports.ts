@@ -15,8 +15,8 @@
  */
 import type { Pool } from 'pg';
 import type Stripe from 'stripe';
-import { METERS, type Meter } from './metering.ts';
-import { latestRevision, settlementCurrencyOf, settlementMinorOf } from './usage-corrections.ts';
+import { latestRevision, METERS, type Meter } from './metering.ts';
+import { settlementCurrencyOf, settlementMinorOf } from './usage-corrections.ts';
 
 /** A Stripe meter event as `stripe.billing.meterEvents.create` takes it. */
 export interface MeterEvent {

@@ -53,19 +53,36 @@ export function bucketOf(meter: Meter, at: Date): Date {
   return bucket;
 }
 
-function check(sample: UsageSample, now: number): void {
-  const where = `sample ${sample.meter} of ${sample.instanceId}`;
+/** The SQL condition "this entry (alias `alias`) is its bucket's latest revision" (corrections). */
+export const latestRevision = (alias: string) =>
+  `not exists (select 1 from "UsageEvent" later where later.supersedes = ${alias}."idempotencyKey")`;
+
+/**
+ * What a sample and a correction of one must both be: a known meter, a whole quantity, zero or
+ * more, and a bucket starting a whole UTC hour or day as its meter says. `where` names it.
+ */
+export function checkSampleShape(
+  sample: Omit<UsageSample, 'meter'> & { meter: string },
+  where: string,
+): void {
   if (!(sample.meter in METERS)) throw new InvalidSample(`unknown meter ${JSON.stringify(sample.meter)}`);
-  if (!UUID.test(sample.instanceId)) throw new InvalidSample(`${where}: the instance id is not a UUID`);
+  const meter = sample.meter as Meter;
   if (!Number.isSafeInteger(sample.quantity) || sample.quantity < 0) {
     throw new InvalidSample(
       `${where}: the quantity must be a whole number, zero or more (got ${sample.quantity})`,
     );
   }
   const at = sample.bucket.getTime();
-  if (Number.isNaN(at) || bucketOf(sample.meter, sample.bucket).getTime() !== at) {
-    throw new InvalidSample(`${where}: the bucket must start a whole UTC ${METERS[sample.meter].bucket}`);
+  if (Number.isNaN(at) || bucketOf(meter, sample.bucket).getTime() !== at) {
+    throw new InvalidSample(`${where}: the bucket must start a whole UTC ${METERS[meter].bucket}`);
   }
+}
+
+function check(sample: UsageSample, now: number): void {
+  const where = `sample ${sample.meter} of ${sample.instanceId}`;
+  checkSampleShape(sample, where);
+  if (!UUID.test(sample.instanceId)) throw new InvalidSample(`${where}: the instance id is not a UUID`);
+  const at = sample.bucket.getTime();
   if (at > now + MAX_AHEAD_MS || at < now - MAX_AGE_MS) {
     throw new InvalidSample(
       `${where}: ${sample.bucket.toISOString()} is outside Stripe's window (the past 35 days to 5 minutes ahead)`,
@@ -142,7 +159,7 @@ export async function aggregateUsage(
              now()
         from "UsageEvent" e
        where "occurredAt" >= $1 and "occurredAt" < $2 and meter = any($4::text[])
-         and not exists (select 1 from "UsageEvent" later where later.supersedes = e."idempotencyKey")
+         and ${latestRevision('e')}
          and ($5::uuid is null or "instanceId" = $5::uuid)
        group by "instanceId", meter
       on conflict ("instanceId", meter, "periodStart")

@@ -11,8 +11,7 @@ import type { SecretBox } from '../core/crypto.ts';
 import type { Logger } from '../core/log.ts';
 import { type BucketSizer, type BucketTarget, makeS3BucketSizer } from './bucket-sizer.ts';
 import { type ActiveUsersSource, makeMastodonMeasures } from './mastodon-measures.ts';
-import { recordUsage, type UsageSample } from './metering.ts';
-import { latestRevision } from './usage-corrections.ts';
+import { latestRevision, recordUsage, type UsageSample } from './metering.ts';
 
 export const SAMPLE_SEARCH_TASK = 'billing:sample-search-hours';
 export const SAMPLE_STORAGE_TASK = 'billing:sample-storage';

@@ -37,33 +37,31 @@ interface SubscriptionStart {
  * payment confirmation never starts two. The first period's payment is an invoice: Stripe's,
  * mirrored, or with the `none` provider the opening invoice (billing/ledger-invoices.ts).
  */
-export function subscriptionStartStatements(input: SubscriptionStart): Statement[] {
+export function subscriptionStartStatement(input: SubscriptionStart): Statement {
   const periodEnd = new Date(input.now);
   periodEnd.setUTCMonth(periodEnd.getUTCMonth() + 1);
-  return [
-    {
-      name: 'subscription-start',
-      text: `insert into "Subscription" (id, "instanceId", "organizationId", provider, status, "priceMinor",
-               currency, "currentPeriodStart", "currentPeriodEnd")
-             values ($1::uuid, $2::uuid, $3::uuid, $4, 'active', $5::int, $6, $7::timestamptz, $8::timestamptz)
-             on conflict ("instanceId") do nothing returning 1`,
-      values: [
-        randomUUID(),
-        input.instanceId,
-        input.organizationId,
-        input.provider,
-        input.priceMinor,
-        input.currency,
-        input.now,
-        periodEnd,
-      ],
-    },
-  ];
+  return {
+    name: 'subscription-start',
+    text: `insert into "Subscription" (id, "instanceId", "organizationId", provider, status, "priceMinor",
+             currency, "currentPeriodStart", "currentPeriodEnd")
+           values ($1::uuid, $2::uuid, $3::uuid, $4, 'active', $5::int, $6, $7::timestamptz, $8::timestamptz)
+           on conflict ("instanceId") do nothing returning 1`,
+    values: [
+      randomUUID(),
+      input.instanceId,
+      input.organizationId,
+      input.provider,
+      input.priceMinor,
+      input.currency,
+      input.now,
+      periodEnd,
+    ],
+  };
 }
 
-/** Starts an instance's subscription (`subscriptionStartStatements`) on `client`. */
+/** Starts an instance's subscription (`subscriptionStartStatement`) on `client`. */
 export async function startSubscription(client: SqlClient, input: SubscriptionStart): Promise<void> {
-  for (const statement of subscriptionStartStatements(input)) await execute(client, statement);
+  await execute(client, subscriptionStartStatement(input));
 }
 
 /** Which metered prices a server carries, by the add-on that brings them (null: always). */
@@ -159,6 +157,11 @@ async function systemAudit(
   });
 }
 
+/** Serialises reading and writing one Stripe object across workers: an older read never commits last. */
+export async function lockStripeObject(tx: Tx, id: string): Promise<void> {
+  await tx.$executeRaw`select pg_advisory_xact_lock(hashtextextended(${`stripe:${id}`}, 0))`;
+}
+
 /** What mirroring needs from dunning (billing/dunning.ts); tests may pass their own. */
 export interface SubscriptionReactions {
   /** Stripe says the subscription is past due: grace period, notices, then suspension. */
@@ -181,7 +184,7 @@ export async function mirrorServerSubscription(
   reactions: SubscriptionReactions,
   now = new Date(),
 ): Promise<void> {
-  await tx.$executeRaw`select pg_advisory_xact_lock(hashtextextended(${`stripe-subscription:${subscription.id}`}, 0))`;
+  await lockStripeObject(tx, subscription.id);
   const local = await tx.subscription.findUnique({ where: { providerId: subscription.id } });
   if (!local) throw new Error(`no server subscription for Stripe subscription ${subscription.id} (yet)`);
   const status = localStatus(subscription.status);

@@ -7,7 +7,7 @@
  */
 import type { Pool } from 'pg';
 import { METERED_PRICES } from '../core/domain/catalog.ts';
-import { bucketOf, InvalidSample, METERS, type Meter, usageKeyOf } from './metering.ts';
+import { checkSampleShape, InvalidSample, latestRevision, type Meter, usageKeyOf } from './metering.ts';
 
 export interface UsageCorrection {
   instanceId: string;
@@ -26,10 +26,6 @@ export class CorrectionConflict extends Error {
   readonly retryable = true;
 }
 
-/** The SQL condition "this entry (alias `alias`) is its bucket's latest revision". */
-export const latestRevision = (alias: string) =>
-  `not exists (select 1 from "UsageEvent" later where later.supersedes = ${alias}."idempotencyKey")`;
-
 /** The key of revision `revision` of the bucket whose sample key is `sampleKey`. */
 export const revisionKeyOf = (sampleKey: string, revision: number) =>
   revision === 0 ? sampleKey : `${sampleKey}#r${revision}`;
@@ -37,20 +33,12 @@ export const revisionKeyOf = (sampleKey: string, revision: number) =>
 const RACE_TRIES = 3;
 
 function checkCorrection(correction: UsageCorrection): void {
-  const where = `correction of ${correction.meter} of ${correction.instanceId}`;
-  if (!(correction.meter in METERS)) {
-    throw new InvalidSample(`unknown meter ${JSON.stringify(correction.meter)}`);
-  }
-  if (!Number.isSafeInteger(correction.quantity) || correction.quantity < 0) {
+  checkSampleShape(correction, `correction of ${correction.meter} of ${correction.instanceId}`);
+  if (correction.reason.trim() === '') {
     throw new InvalidSample(
-      `${where}: the quantity must be a whole number, zero or more (got ${correction.quantity})`,
+      `correction of ${correction.meter} of ${correction.instanceId}: a reason is required`,
     );
   }
-  const at = correction.bucket.getTime();
-  if (Number.isNaN(at) || bucketOf(correction.meter, correction.bucket).getTime() !== at) {
-    throw new InvalidSample(`${where}: the bucket must start a whole UTC ${METERS[correction.meter].bucket}`);
-  }
-  if (correction.reason.trim() === '') throw new InvalidSample(`${where}: a reason is required`);
 }
 
 /**

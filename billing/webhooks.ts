@@ -12,6 +12,7 @@ import type {
 import { stripeIdOf } from './stripe-gateway.ts';
 import {
   completeServerCheckout,
+  lockStripeObject,
   mirrorServerSubscription,
   type SubscriptionReactions,
 } from './subscriptions.ts';
@@ -87,11 +88,6 @@ function objectId(event: StripeEventPayload): string {
   const id = event.data.object.id;
   if (!id) throw new Error(`Stripe event ${event.id} (${event.type}) names no object id`);
   return id;
-}
-
-/** Serialises reading and writing one Stripe object across workers: an older read never commits last. */
-async function lockStripeObject(tx: Tx, id: string): Promise<void> {
-  await tx.$executeRaw`select pg_advisory_xact_lock(hashtextextended(${`stripe:${id}`}, 0))`;
 }
 
 /** What a subscription's metadata says it pays for: a server (default) or a sponsorship. */

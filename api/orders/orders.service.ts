@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { type Checkout, checkoutForOrder, closeCheckout } from '../../billing/checkout.ts';
 import type { StripeGateway } from '../../billing/stripe-gateway.ts';
-import { makeStripeGateway } from '../../billing/stripe-gateway.ts';
 import {
   beginProvisioning,
   provisioningEventStatement,
   startSubscription,
-  subscriptionStartStatements,
+  subscriptionStartStatement,
 } from '../../billing/subscriptions.ts';
 import { combine, execute, isUniqueViolation } from '../../core/db.ts';
 import { acceptServerDomain } from '../../core/domain/custom-domain.ts';
@@ -108,7 +107,7 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
     }),
     ...(paid
       ? [
-          ...subscriptionStartStatements({
+          subscriptionStartStatement({
             instanceId: order.instanceId,
             organizationId: order.organizationId,
             provider: deps.config.billingProvider,
@@ -146,10 +145,9 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
   return { ...order, checkoutUrl: checkout.url, checkoutExpiresAt: checkout.expiresAt };
 }
 
-/** Stripe for this API: the one the caller gave, else from the config; null without Stripe. */
+/** Stripe for this API (made once by `makeApp` from the config); null without Stripe. */
 export function stripeGatewayOf(deps: ApiDeps): StripeGateway | null {
-  if (deps.stripeGateway) return deps.stripeGateway;
-  return deps.config.stripe ? makeStripeGateway(deps.config.stripe) : null;
+  return deps.stripeGateway ?? null;
 }
 
 /** Where to pay an unpaid order: its open Checkout session, or a fresh one (Stripe only). */
