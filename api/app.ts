@@ -14,8 +14,10 @@ import { makeSessions, SESSION_COOKIE } from './auth/session.ts';
 import { billingReportsHandlers } from './billing/billing-reports.routes.ts';
 import { invoicesHandlers } from './billing/invoices.routes.ts';
 import { catalogHandlers } from './catalog/catalog.routes.ts';
+import { clustersHandlers } from './clusters/clusters.routes.ts';
 import type { ApiDeps } from './context.ts';
 import { domainsHandlers } from './domains/domains.routes.ts';
+import { fleetSummaryHandlers } from './fleet/fleet-summary.routes.ts';
 import { fleetUpgradesHandlers } from './fleet/fleet-upgrades.routes.ts';
 import { idempotency } from './idempotency.ts';
 import { instancesHandlers } from './instances/instances.routes.ts';
@@ -27,6 +29,7 @@ import { organizationsHandlers } from './organizations/organizations.routes.ts';
 import { rateLimit } from './rate-limit.ts';
 import { sponsorsHandlers } from './sponsors/sponsors.routes.ts';
 import { tokensHandlers } from './tokens/tokens.routes.ts';
+import { usageHandlers } from './usage/usage.routes.ts';
 import {
   STRIPE_WEBHOOK_PATH,
   stripeWebhookIntake,
@@ -35,7 +38,8 @@ import {
 } from './webhooks/stripe-webhooks.routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
-const dashboardDir = path.resolve(import.meta.dirname, '..', 'dashboard');
+// The dashboard as `npm run build` (Vite) leaves it; the sponsor page is one of its static files.
+const dashboardDir = path.resolve(import.meta.dirname, '..', 'dashboard', 'dist');
 const docsDir = path.resolve(import.meta.dirname, 'docs');
 const swaggerUiDir = path.dirname(fileURLToPath(import.meta.resolve('swagger-ui-dist/package.json')));
 
@@ -119,7 +123,9 @@ function bodyParserError(error: { type?: string; status?: number; charset?: stri
 }
 
 /** Every error leaves as problem+json; unforeseen ones are logged with their cause, not shown. */
-const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
+const problemHandler: ErrorRequestHandler = (error, req, res, next) => {
+  // A response already under way (a file cut short by the client) can only be ended.
+  if (res.headersSent) return next(error);
   const appError = bodyParserError(error) ?? error;
   const problem = toProblem(appError, { instance: req.originalUrl, requestId: res.locals.requestId });
   if (problem.status >= 500)
@@ -154,7 +160,17 @@ export function makeApp(given: ApiDeps): express.Express {
   app.set('trust proxy', 'loopback');
   app.use(requestId(deps));
   app.get('/', (_req, res) => res.redirect('/dashboard/'));
-  app.use('/dashboard', express.static(dashboardDir, { index: 'index.html', maxAge: '5m' }));
+  // Vite names its bundles by content, so they may be cached for good (and a missing one is a
+  // 404, not the app's page); index.html may not.
+  app.use(
+    '/dashboard/assets',
+    express.static(path.join(dashboardDir, 'assets'), { immutable: true, maxAge: '1y', fallthrough: false }),
+  );
+  app.use('/dashboard', express.static(dashboardDir, { index: false, redirect: false, maxAge: '5m' }));
+  // Every other dashboard address is a page of the single-page app.
+  app.get(/^\/dashboard(\/.*)?$/, (_req, res) => {
+    res.sendFile(path.join(dashboardDir, 'index.html'), { maxAge: 0 });
+  });
   // A server's public sponsor page (dashboard/sponsor/); it reads the domain from its path.
   app.get('/sponsor/:domain', (_req, res) => {
     res.sendFile(path.join(dashboardDir, 'sponsor', 'index.html'), { maxAge: '5m' });
@@ -169,6 +185,12 @@ export function makeApp(given: ApiDeps): express.Express {
   // The sessions' own passport instance initialises after the process-wide one, so that
   // req.logIn uses its serializer; a bearer token, when sent, takes precedence over the cookie.
   const sessions = makeSessions(deps);
+  // Answers are per caller and change without their ETag changing (a server's ETag is its
+  // spec generation, not its status): no cache may keep them or answer 304 for them.
+  app.use('/v1', (_req, res, next) => {
+    res.set('Cache-Control', 'no-store');
+    next();
+  });
   app.use(
     passport.initialize(),
     ...sessions.middleware.map(unlessTokenOnly),
@@ -191,9 +213,12 @@ export function makeApp(given: ApiDeps): express.Express {
         ...invitationsHandlers({ ...deps, mailer }),
         ...ordersHandlers(deps),
         ...instancesHandlers(deps),
+        ...fleetSummaryHandlers(deps),
         ...fleetUpgradesHandlers(deps),
+        ...clustersHandlers(deps),
         ...invoicesHandlers(deps),
         ...billingReportsHandlers(deps),
+        ...usageHandlers(deps),
         ...tokensHandlers(deps),
         ...sponsorsHandlers(deps),
         ...auditHandlers(deps),

@@ -20,6 +20,20 @@ const presentUser = (user: AccountRow) => ({
   emailVerified: user.emailVerifiedAt !== null,
 });
 
+/** The user's organizations and role in each, by organization name: what the dashboard may offer. */
+async function listSessionMemberships(deps: Pick<ApiDeps, 'db'>, userId: string) {
+  const memberships = await deps.db.membership.findMany({
+    where: { userId },
+    select: { role: true, organization: { select: { id: true, name: true } } },
+    orderBy: [{ organization: { name: 'asc' } }, { organizationId: 'asc' }],
+  });
+  return memberships.map(({ role, organization }) => ({
+    organizationId: organization.id,
+    organizationName: organization.name,
+    role,
+  }));
+}
+
 /** The request's session actor; throws `unauthenticated` when it was not signed in with a cookie. */
 function getSessionActor(req: Request): Actor {
   const actor = req.user as Actor | undefined;
@@ -88,7 +102,11 @@ export function authHandlers(
           targetId: actor.userId,
         },
       );
-      res.json({ user: presentUser(outcome.user), csrfToken });
+      res.json({
+        user: presentUser(outcome.user),
+        memberships: await listSessionMemberships(deps, actor.userId),
+        csrfToken,
+      });
     },
 
     async getSession(req, res) {
@@ -97,7 +115,11 @@ export function authHandlers(
         where: { id: actor.userId },
         select: { id: true, email: true, name: true, staffRole: true, emailVerifiedAt: true },
       });
-      res.json({ user: presentUser(user), csrfToken: sessionCsrfToken(req) });
+      res.json({
+        user: presentUser(user),
+        memberships: await listSessionMemberships(deps, actor.userId),
+        csrfToken: sessionCsrfToken(req),
+      });
     },
 
     async deleteSession(req, res) {

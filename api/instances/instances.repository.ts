@@ -26,9 +26,13 @@ const SUMMARY_FIELDS = `
   'generation', i.generation, 'observedGeneration', i."observedGeneration",
   'createdAt', ${iso('i."createdAt"')}, 'updatedAt', ${iso('i."updatedAt"')}`;
 
-/** Staff see every instance ($2 null); anyone else those of organizations they belong to. */
-const VISIBLE = `($2::uuid is null or exists (select 1 from "Membership" m
-                   where m."organizationId" = i."organizationId" and m."userId" = $2::uuid))`;
+/**
+ * The condition "instance `i` is visible to the user in parameter `param`": staff see every
+ * instance (the parameter null); anyone else those of organizations they belong to.
+ */
+export const visibleTo = (param: string) => `(${param}::uuid is null or exists (select 1 from "Membership" m
+                   where m."organizationId" = i."organizationId" and m."userId" = ${param}::uuid))`;
+const VISIBLE = visibleTo('$2');
 
 /** An `Operation` of row `o` with its steps. */
 const OPERATION = `json_build_object(

@@ -1,6 +1,7 @@
 import { AppError } from '../../core/errors.ts';
 import type { InstanceStatus } from '../../core/generated/prisma/enums.ts';
 import type { Actor, ApiDeps } from '../context.ts';
+import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { isStaff } from '../policy.ts';
 import {
   findAddonStackJson,
@@ -12,23 +13,7 @@ import {
 } from './instances.repository.ts';
 
 /** Limits reads to the instances the actor may see: staff all, others their organizations'. */
-const memberFilter = (actor: Actor) => (isStaff(actor) ? null : actor.userId);
-
-/** An opaque page cursor: the keyset (creation time, id) of the last row served. */
-function encodeCursor(row: { createdAt: Date; id: string }): string {
-  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const createdAt = new Date(at ?? '');
-  if (Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id ?? '')) {
-    throw new AppError('validation_failed', 'The cursor is not one this API gave out.', {
-      errors: [{ field: 'cursor', message: 'is invalid' }],
-    });
-  }
-  return { createdAt, id: id as string };
-}
+export const memberFilter = (actor: Actor) => (isStaff(actor) ? null : actor.userId);
 
 /** `{ data, nextCursor }` of rows fetched with one extra row, whose presence means another page. */
 function pageJson(rows: { json: string; createdAt: Date; id: string }[], limit: number): string {

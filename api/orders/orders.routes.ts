@@ -6,6 +6,7 @@ import {
   cancelOrder,
   createOrder,
   getOrder,
+  listOrders,
   openCheckout,
   presentOrder,
 } from './orders.service.ts';
@@ -14,9 +15,12 @@ export function ordersHandlers(
   deps: ApiDeps,
 ): Pick<
   OperationHandlers,
-  'createOrder' | 'getOrder' | 'approveOrderPayment' | 'cancelOrder' | 'openOrderCheckout'
+  'listOrders' | 'createOrder' | 'getOrder' | 'approveOrderPayment' | 'cancelOrder' | 'openOrderCheckout'
 > {
   return {
+    async listOrders(req, res, { query }) {
+      res.json(await listOrders(deps, requestContext(req).actor, query));
+    },
     async createOrder(req, res, { body }) {
       const ctx = requestContext(req);
       const order = await createOrder(deps, ctx, body);

@@ -10,9 +10,11 @@ import {
 import { combine, execute, isUniqueViolation } from '../../core/db.ts';
 import { acceptServerDomain } from '../../core/domain/custom-domain.ts';
 import { AppError, type FieldError } from '../../core/errors.ts';
+import type { OrderStatus } from '../../core/generated/prisma/enums.ts';
 import { reconcileJobStatement } from '../../provisioner/index.ts';
 import { audit, auditStatement } from '../audit.ts';
 import type { ApiDeps, RequestContext } from '../context.ts';
+import { decodeCursor, encodeCursor } from '../cursor.ts';
 import {
   assertMayOrder,
   assertOrganizationAccess,
@@ -299,4 +301,45 @@ export async function getOrder(deps: ApiDeps, actor: RequestContext['actor'], or
     throw new AppError('not_found', `No order ${orderId}.`);
   });
   return order;
+}
+
+/**
+ * A page of the orders the actor may see (members: their organizations'; staff: all), newest
+ * first, as `{ data, nextCursor }`; the cursor is the keyset of the last order served.
+ */
+export async function listOrders(
+  deps: Pick<ApiDeps, 'db'>,
+  actor: RequestContext['actor'],
+  query: {
+    status?: OrderStatus | undefined;
+    organizationId?: string | undefined;
+    limit?: number | undefined;
+    cursor?: string | undefined;
+  },
+) {
+  const limit = query.limit ?? 50;
+  const after = query.cursor ? decodeCursor(query.cursor) : undefined;
+  const rows = await deps.db.order.findMany({
+    where: {
+      ...(isStaff(actor) ? {} : { organization: { memberships: { some: { userId: actor.userId } } } }),
+      ...(query.status ? { status: query.status } : {}),
+      ...(query.organizationId ? { organizationId: query.organizationId } : {}),
+      ...(after
+        ? {
+            OR: [
+              { createdAt: { lt: after.createdAt } },
+              { createdAt: after.createdAt, id: { lt: after.id } },
+            ],
+          }
+        : {}),
+    },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: limit + 1,
+  });
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    data: page.map(presentOrder),
+    nextCursor: rows.length > limit && last ? encodeCursor(last) : null,
+  };
 }

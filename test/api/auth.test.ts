@@ -259,6 +259,41 @@ test('each failure after a lock doubles the lock, up to an hour (lock time moved
   assert.ok(Math.abs((await lockSeconds()) - 3600) <= 2, 'capped at one hour');
 });
 
+test('the session lists the user’s memberships by organization name, so the dashboard can hide what a role may not do', async () => {
+  const user = await createPasswordUser();
+  const other = await createPasswordUser();
+  const organization = (name: string) =>
+    database.db.organization.create({ data: { name, slug: slug() }, select: { id: true } });
+  const zebra = await organization('Zebra Club');
+  const alpha = await organization('Alpha Society');
+  const foreign = await organization('Aardvark Guild');
+  await database.db.membership.createMany({
+    data: [
+      { organizationId: zebra.id, userId: user.id, role: 'viewer' },
+      { organizationId: alpha.id, userId: user.id, role: 'billing' },
+      { organizationId: foreign.id, userId: other.id, role: 'owner' },
+    ],
+  });
+  const expected = [
+    { organizationId: alpha.id, organizationName: 'Alpha Society', role: 'billing' },
+    { organizationId: zebra.id, organizationName: 'Zebra Club', role: 'viewer' },
+  ];
+  const { response, cookie } = await signIn(user.email);
+  assert.deepEqual(response.body.memberships, expected);
+  const session = await call(`${url}/v1/session`, { headers: { cookie } });
+  assert.deepEqual(session.body.memberships, expected);
+
+  await database.db.membership.update({
+    where: { organizationId_userId: { organizationId: zebra.id, userId: user.id } },
+    data: { role: 'admin' },
+  });
+  const later = await call(`${url}/v1/session`, { headers: { cookie } });
+  assert.equal(later.body.memberships[1].role, 'admin', 'read afresh, not kept in the session');
+
+  const loner = await createPasswordUser();
+  assert.deepEqual((await signIn(loner.email)).response.body.memberships, []);
+});
+
 test('signing in gives a new session id; the one the browser had before stops working', async () => {
   const user = await createPasswordUser();
   const first = await signIn(user.email);

@@ -652,6 +652,31 @@ const ROUTES: Route[] = [
     },
   },
   {
+    name: 'the fleet summary (each counts what they may see: test/api/fleet-summary.test.ts)',
+    request: () => ({ path: '/v1/fleet/summary' }),
+    expected: { anonymous: 401, outsider: 200, member: 200, staff: 200 },
+  },
+  {
+    name: 'list clusters (staff)',
+    request: () => ({ path: '/v1/clusters' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
+    name: 'list orders (each sees their organizations’: test/api/orders-list.test.ts)',
+    request: () => ({ path: '/v1/orders' }),
+    expected: { anonymous: 401, outsider: 200, member: 200, staff: 200 },
+  },
+  {
+    name: "the server's usage (billing:read; members with it: test/api/usage.test.ts)",
+    request: () => ({ path: `/v1/instances/${instanceId}/usage` }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
+    name: 'fleet-wide usage (staff)',
+    request: () => ({ path: '/v1/billing/usage' }),
+    expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },
+  },
+  {
     name: 'list fleet upgrades (staff)',
     request: () => ({ path: '/v1/fleet-upgrades' }),
     expected: { anonymous: 401, outsider: 403, member: 403, staff: 200 },

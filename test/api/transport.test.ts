@@ -49,3 +49,17 @@ test('headers over 16 KiB are answered 431 as problem+json by the server itself'
   assert.equal(response.body.code, 'headers_too_large');
   assert.equal(response.body.type, 'https://woolly.dev/problems/headers-too-large');
 });
+
+test('API answers may not be kept by a cache, so a browser never reuses a stale server status', async () => {
+  for (const path of ['/v1/tokens', '/v1/instances', '/v1/plans']) {
+    const answer = await call(`${app.url}${path}`, { token });
+    assert.equal(answer.status, 200, path);
+    assert.equal(answer.headers.get('cache-control'), 'no-store', path);
+  }
+  const dashboard = await fetch(`${app.url}/dashboard/fleet`);
+  assert.notEqual(
+    dashboard.headers.get('cache-control'),
+    'no-store',
+    'the dashboard itself is not an API answer',
+  );
+});
