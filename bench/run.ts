@@ -39,6 +39,7 @@ import {
   kubeSkipReason,
   startKubeApiServer,
 } from '../test/support/kube-server.ts';
+import { benchDashboard } from './dashboard.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const connections = 10;
@@ -701,6 +702,7 @@ const benches: Record<string, (databaseUrl: string) => Promise<Record<string, un
   api: benchApi,
   reconcile: benchReconcile,
   metering: benchMetering,
+  dashboard: benchDashboard,
 };
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(benches);
 const unknown = names.filter((name) => !benches[name]);

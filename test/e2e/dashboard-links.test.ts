@@ -1,6 +1,7 @@
 /**
  * The links the API mails, followed in a real browser (Debian's Chromium): the sign-up link
- * confirms the address, and the invitation link joins the organization once signed in.
+ * confirms the address, and the invitation link joins the organization once signed in with
+ * e-mail and password.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -8,6 +9,7 @@ import { makeOutboxMailer, type OutboxMailer } from '../../api/auth/mailer.ts';
 import { makeLogger } from '../../core/log.ts';
 import { call, startTestApp, type TestApp } from '../support/app.ts';
 import { launchChromium } from '../support/browser.ts';
+import { createPasswordUser } from '../support/dashboard.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
 
@@ -68,8 +70,8 @@ test('the invitation link waits for sign-in, then joins the organization', async
   try {
     const owner = await createUserWithToken(database.db);
     const organizationId = await createOrganization(database.db, owner.userId);
-    const invitee = await createUserWithToken(database.db);
-    const { email } = await database.db.user.findUniqueOrThrow({ where: { id: invitee.userId } });
+    const invitee = await createPasswordUser(database.db);
+    const { email } = invitee;
     const invited = await call(`${app.url}/v1/organizations/${organizationId}/invitations`, {
       token: owner.token,
       body: { email, role: 'admin' },
@@ -79,7 +81,8 @@ test('the invitation link waits for sign-in, then joins the organization', async
     const page = await browser.newPage();
     await page.goto(linkTo(email));
     await page.getByText('Sign in with the invited address').waitFor({ timeout: 10_000 });
-    await page.getByLabel('API token').fill(invitee.token);
+    await page.getByLabel('E-mail').fill(invitee.email);
+    await page.getByLabel('Password').fill(invitee.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByText('Invitation accepted: you joined as admin.').waitFor({ timeout: 10_000 });
     const membership = await database.db.membership.findUnique({
