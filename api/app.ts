@@ -123,9 +123,14 @@ function bodyParserError(error: { type?: string; status?: number; charset?: stri
 }
 
 /** Every error leaves as problem+json; unforeseen ones are logged with their cause, not shown. */
-const problemHandler: ErrorRequestHandler = (error, req, res, next) => {
-  // A response already under way (a file cut short by the client) can only be ended.
-  if (res.headersSent) return next(error);
+const problemHandler: ErrorRequestHandler = (error, req, res, _next) => {
+  // A response already under way (a file cut short by the client, a session saved as the
+  // server stops) can only be cut off; the error is logged like any other.
+  if (res.headersSent) {
+    res.locals.log?.warn('response failed after it started', { error });
+    res.destroy();
+    return;
+  }
   const appError = bodyParserError(error) ?? error;
   const problem = toProblem(appError, { instance: req.originalUrl, requestId: res.locals.requestId });
   if (problem.status >= 500)

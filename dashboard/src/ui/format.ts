@@ -26,3 +26,12 @@ export const formatNumber = (value: number): string => new Intl.NumberFormat('en
 
 /** `pending_payment` → `pending payment`. */
 export const humanize = (code: string): string => code.replaceAll('_', ' ');
+
+const METER_TITLES: Record<string, string> = {
+  storage_gb_hours: 'Media storage',
+  search_hours: 'Search',
+  active_users: 'Monthly active users',
+};
+
+/** A usage meter's name for people: `storage_gb_hours` → Media storage. */
+export const meterTitle = (meter: string): string => METER_TITLES[meter] ?? humanize(meter);

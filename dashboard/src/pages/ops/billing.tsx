@@ -9,7 +9,7 @@ import { useQuery } from '../../data.ts';
 import { Link, setQuery, useLocation } from '../../router.tsx';
 import { BarList, ColumnChart } from '../../ui/charts.tsx';
 import { Loading } from '../../ui/feedback.tsx';
-import { formatDate, formatMoney, formatNumber, humanize } from '../../ui/format.ts';
+import { formatDate, formatMoney, formatNumber, humanize, meterTitle } from '../../ui/format.ts';
 import { Table } from '../portal/common.tsx';
 
 type Report = Schemas['BillingReport'];
@@ -117,7 +117,7 @@ function Usage({ from, to }: { from: string; to: string }) {
       {usage.data.meters.map((meter) => (
         <ColumnChart
           key={meter.meter}
-          title={humanize(meter.meter)}
+          title={meterTitle(meter.meter)}
           unit={meter.unit}
           points={meter.days.map((day) => ({ label: formatDate(day.date), value: day.quantity }))}
         />

@@ -33,7 +33,10 @@ function Summary({ summary, filters }: { summary: Schemas['FleetSummary'] | unde
     <div className="grid summary">
       <section className="card" aria-labelledby="by-status">
         <h2 id="by-status">
-          By status <span className="muted">· {summary ? formatNumber(summary.total) : '…'} servers</span>
+          By status{' '}
+          <span className="muted">
+            · {summary ? `${formatNumber(summary.total)} ${summary.total === 1 ? 'server' : 'servers'}` : '…'}
+          </span>
         </h2>
         <ul className="counts">
           {STATUSES.map((status) => (
