@@ -19,6 +19,12 @@ export interface ApiDeps {
    * (none without it). Tests put the stateful stand-in or a gateway over stripe-mock here.
    */
   stripeGateway?: StripeGateway;
+  /**
+   * The endpoint a backup download link points at for a cluster's backup bucket; unset: the
+   * bucket's own `endpoint` (cluster settings `backups`). Tests route it to gofakes3, which
+   * serves plain HTTP where the settings take only https.
+   */
+  backupEndpointOf?: (storage: { bucket: string; endpoint: string }) => string;
 }
 
 /** Token scopes; `admin` implies every other. */

@@ -1,17 +1,14 @@
 /**
  * How big an object-storage bucket is: the adapter the storage sampler measures through, one
  * S3 ListObjectsV2 walk over the bucket summing object sizes, signed with AWS Signature
- * Version 4 by hand (node:crypto; a one-request signer does not earn an SDK dependency).
+ * Version 4 (core/s3-signing.ts).
  */
-import { createHash, createHmac } from 'node:crypto';
+import { type S3Credentials, signS3Get } from '../core/s3-signing.ts';
 
 /** Where a bucket is and the key pair that may list it. */
-export interface BucketTarget {
+export interface BucketTarget extends S3Credentials {
   /** The bucket's path-style URL: `<endpoint>/<bucket>` (or the route prefix it is served on). */
   url: string;
-  region: string;
-  accessKeyId: string;
-  secretAccessKey: string;
 }
 
 /** Measures buckets; the storage sampler's only view of object storage. */
@@ -23,62 +20,6 @@ export interface BucketSizer {
 /** A listing S3 answered with an error, or with something that is not a listing. */
 export class BucketListingFailed extends Error {
   override name = 'BucketListingFailed';
-}
-
-const EMPTY_SHA256 = createHash('sha256').update('').digest('hex');
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
-const hmac = (key: Buffer | string, value: string) => createHmac('sha256', key).update(value).digest();
-
-/** RFC 3986 encoding, as SigV4 wants it: everything but `A-Z a-z 0-9 - _ . ~` escaped. */
-const encode = (value: string) =>
-  encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-
-/** `20130524T000000Z` */
-const amzDateOf = (at: Date) =>
-  at
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d{3}/, '');
-
-/**
- * The headers that sign a GET of `url` with SigV4 for S3 (`host`, `x-amz-content-sha256` of an
- * empty body, `x-amz-date`, `authorization`). The path is signed as the URL already encodes it.
- */
-export function signS3Get(
-  url: URL,
-  credentials: Pick<BucketTarget, 'region' | 'accessKeyId' | 'secretAccessKey'>,
-  at: Date,
-): Record<string, string> {
-  const amzDate = amzDateOf(at);
-  const day = amzDate.slice(0, 8);
-  const scope = `${day}/${credentials.region}/s3/aws4_request`;
-  const query = [...url.searchParams.entries()]
-    .map(([name, value]) => [encode(name), encode(value)] as const)
-    .sort(([a, x], [b, y]) => (a === b ? (x < y ? -1 : 1) : a < b ? -1 : 1))
-    .map(([name, value]) => `${name}=${value}`)
-    .join('&');
-  const headers = { host: url.host, 'x-amz-content-sha256': EMPTY_SHA256, 'x-amz-date': amzDate };
-  const signedHeaders = Object.keys(headers).join(';');
-  const canonicalRequest = [
-    'GET',
-    url.pathname || '/',
-    query,
-    ...Object.entries(headers).map(([name, value]) => `${name}:${value}`),
-    '',
-    signedHeaders,
-    EMPTY_SHA256,
-  ].join('\n');
-  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonicalRequest)].join('\n');
-  const key = ['s3', 'aws4_request'].reduce(
-    (derived, part) => hmac(derived, part),
-    hmac(hmac(`AWS4${credentials.secretAccessKey}`, day), credentials.region),
-  );
-  const signature = createHmac('sha256', key).update(stringToSign).digest('hex');
-  return {
-    'x-amz-content-sha256': EMPTY_SHA256,
-    'x-amz-date': amzDate,
-    authorization: `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`,
-  };
 }
 
 const XML_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };

@@ -178,10 +178,24 @@ export async function openClusterSecrets(
   return {
     kubeconfig: await open(cluster.kubeconfigSecretId, 'kubeconfig'),
     databaseAdminUrl: await open(cluster.databaseAdminSecretId, 'database-admin-url'),
-    backupCredentials: cluster.backupCredentialsSecretId
-      ? (JSON.parse(await open(cluster.backupCredentialsSecretId, 'backup-credentials')) as BackupCredentials)
-      : null,
+    backupCredentials: await openBackupCredentials(db, box, cluster),
   };
+}
+
+/**
+ * The opened access key of a cluster's backup bucket, or null when it has none; only this
+ * secret, for callers (backup downloads) that need nothing else of the cluster.
+ */
+export async function openBackupCredentials(
+  db: Db,
+  box: SecretBox,
+  cluster: { id: string; backupCredentialsSecretId: string | null },
+): Promise<BackupCredentials | null> {
+  if (!cluster.backupCredentialsSecretId) return null;
+  const record = await db.secretRecord.findUniqueOrThrow({
+    where: { id: cluster.backupCredentialsSecretId },
+  });
+  return JSON.parse(box.open(record, secretContext(cluster.id, 'backup-credentials'))) as BackupCredentials;
 }
 
 /** Every cluster with the servers on it (deleted ones do not count against capacity). */

@@ -3,6 +3,7 @@ import type { OperationHandlers } from '../openapi.ts';
 import { requestContext } from '../request-context.ts';
 import { makeDnsResolver } from './dns.ts';
 import {
+  checkServerDomain,
   claimCustomDomain,
   listCustomDomains,
   presentCustomDomain,
@@ -14,7 +15,7 @@ export function domainsHandlers(
   deps: ApiDeps,
 ): Pick<
   OperationHandlers,
-  'claimCustomDomain' | 'listCustomDomains' | 'verifyCustomDomain' | 'removeCustomDomain'
+  'claimCustomDomain' | 'listCustomDomains' | 'verifyCustomDomain' | 'removeCustomDomain' | 'checkDomain'
 > {
   const dns = makeDnsResolver({ servers: deps.config.dnsServers });
   return {
@@ -34,6 +35,9 @@ export function domainsHandlers(
     async verifyCustomDomain(req, res, { params }) {
       const ctx = requestContext(req);
       res.json(presentCustomDomain(await verifyCustomDomain(deps, ctx, dns, params.id, params.domainId)));
+    },
+    async checkDomain(req, res, { query }) {
+      res.json(await checkServerDomain(deps, requestContext(req), query.organizationId, query.domain));
     },
     async removeCustomDomain(req, res, { params }) {
       const ctx = requestContext(req);

@@ -5,7 +5,14 @@ import { AppError } from '../../core/errors.ts';
 import type { MembershipRole } from '../../core/generated/prisma/enums.ts';
 import { audit } from '../audit.ts';
 import type { ApiDeps, RequestContext } from '../context.ts';
-import { assertOrganizationAccess, MEMBER_ROLES } from '../policy.ts';
+import { acceptOrderDomain, domainLookupKey } from '../orders/order-domain.ts';
+import { readDomainFacts } from '../orders/orders.repository.ts';
+import {
+  assertOrganizationAccess,
+  decideOrganizationAccess,
+  MANAGING_ROLES,
+  MEMBER_ROLES,
+} from '../policy.ts';
 import { DNS_TIMEOUT_MS, type DnsResolver, type TxtLookup } from './dns.ts';
 
 /** Claims decide where an organization's servers live, so billing and viewers may only look. */
@@ -45,6 +52,36 @@ async function getCustomDomain(db: Db | Tx, organizationId: string, domainId: st
   const domain = await db.customDomain.findFirst({ where: { id: domainId, organizationId } });
   if (!domain) throw new AppError('not_found', `No custom domain ${domainId}.`);
   return domain;
+}
+
+/** The verdict of `GET /v1/domains/check`: `reason` is what the order would be refused with. */
+export interface DomainCheck {
+  domain: string;
+  available: boolean;
+  reason: string | null;
+}
+
+/**
+ * Whether the organization could order a server at `input` now: the domain decision of
+ * `createOrder` (`acceptOrderDomain`, on the same facts), with its refusal as `reason`
+ * instead of an error. Only those who may order (managing roles, staff) may ask, since the
+ * answer tells which names the organization has verified.
+ */
+export async function checkServerDomain(
+  deps: ApiDeps,
+  ctx: RequestContext,
+  organizationId: string,
+  input: string,
+): Promise<DomainCheck> {
+  const facts = await readDomainFacts(deps.pool, { organizationId, userId: ctx.actor.userId, domain: input });
+  decideOrganizationAccess(ctx.actor, organizationId, facts, MANAGING_ROLES);
+  try {
+    const domain = acceptOrderDomain(input, deps.config.baseDomain, facts);
+    return { domain, available: true, reason: null };
+  } catch (error) {
+    if (!(error instanceof AppError)) throw error;
+    return { domain: domainLookupKey(input) ?? input, available: false, reason: error.detail };
+  }
 }
 
 /** Claims `input` for the organization; its TXT record still has to be published and verified. */

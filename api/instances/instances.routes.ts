@@ -2,6 +2,7 @@ import type { Response } from 'express';
 import type { ApiDeps } from '../context.ts';
 import type { OperationHandlers } from '../openapi.ts';
 import { requestContext } from '../request-context.ts';
+import { makeBackupDownloadUrl } from './backup-download.ts';
 import {
   addInstanceAddon,
   deleteInstance,
@@ -38,6 +39,7 @@ type InstanceOperations =
   | 'removeInstanceAddon'
   | 'listBackups'
   | 'requestBackup'
+  | 'downloadBackup'
   | 'listOperations'
   | 'getOperation'
   | 'listInstanceManifests'
@@ -129,6 +131,11 @@ export function instancesHandlers(deps: ApiDeps): Pick<OperationHandlers, Instan
     async requestBackup(req, res, { params }) {
       const backup = await requestBackup(deps, requestContext(req), params.id);
       res.status(202).location(`/v1/instances/${params.id}/backups`).json(presentBackup(backup));
+    },
+    async downloadBackup(req, res, { params }) {
+      const url = await makeBackupDownloadUrl(deps, requestContext(req), params.id, params.backupId);
+      // No body: the link is the answer, and it must not outlive its five minutes in a cache.
+      res.status(302).set({ Location: url.href, 'Cache-Control': 'no-store' }).end();
     },
     async listOperations(req, res, { params, query }) {
       const json = await listOperationsPageJson(deps, requestContext(req).actor, params.id, query);

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Statement } from '../../core/db.ts';
 import type { MembershipRole } from '../../core/generated/prisma/enums.ts';
+import { domainLookupKey, type OrderDomainFacts } from './order-domain.ts';
 
 /**
  * Placing an order is the API's hottest write, so it runs on plain pg: one query reads every
@@ -8,10 +9,14 @@ import type { MembershipRole } from '../../core/generated/prisma/enums.ts';
  * it (`combine` in core/db.ts). Through Prisma the same work cost about 25 ms of CPU an order (README, Performance).
  */
 
-export interface OrderFacts {
+/** Who the caller is to the organization (`decideOrganizationAccess`), and what decides the domain. */
+export interface DomainFacts extends OrderDomainFacts {
   organizationExists: boolean;
   /** The caller's role in the organization, if a member. */
   role: MembershipRole | null;
+}
+
+export interface OrderFacts extends DomainFacts {
   user: { hasPassword: boolean; emailVerified: boolean };
   plan: {
     id: string;
@@ -24,15 +29,24 @@ export interface OrderFacts {
   } | null;
   /** The active add-on types among those asked for. */
   addons: { id: string; code: string; priceMinor: number }[];
-  /** Hostnames the organization has verified (custom domains). */
-  verifiedDomains: string[];
   /** Regions placement may choose from: those of the real clusters, or of any when none is real. */
   regions: string[];
 }
 
-const FACTS = `
-  select exists(select 1 from "Organization" where id = $1::uuid) as "organizationExists",
+/**
+ * The columns of `DomainFacts`, for the organization $1, the caller $2 and the domain's lookup
+ * key (`domainLookupKey`, null for no host name) in the parameter `domain`: one text both the
+ * order's facts and the domain check read, so they decide on the same facts.
+ */
+const domainFactColumns = (domain: string) => `
+         exists(select 1 from "Organization" where id = $1::uuid) as "organizationExists",
          (select role from "Membership" where "organizationId" = $1::uuid and "userId" = $2::uuid) as role,
+         coalesce((select array_agg(hostname) from "CustomDomain"
+                    where "organizationId" = $1::uuid and "verifiedAt" is not null), '{}') as "verifiedDomains",
+         exists(select 1 from "Instance" where domain = ${domain}::text) as "domainTaken"`;
+
+const FACTS = `
+  select ${domainFactColumns('$5')},
          (select json_build_object('hasPassword', "passwordHash" is not null, 'emailVerified', "emailVerifiedAt" is not null)
             from "User" where id = $2::uuid) as "user",
          (select json_build_object('id', id, 'code', code, 'name', name, 'priceMinor', "priceMinor",
@@ -40,23 +54,34 @@ const FACTS = `
             from "Plan" where code = $3) as plan,
          coalesce((select json_agg(json_build_object('id', id, 'code', code, 'priceMinor', "priceMinor"))
                      from "AddonType" where code = any($4::text[]) and active), '[]') as addons,
-         coalesce((select array_agg(hostname) from "CustomDomain"
-                    where "organizationId" = $1::uuid and "verifiedAt" is not null), '{}') as "verifiedDomains",
          coalesce((select array_agg(distinct region) from "Cluster"
                     where target = 'kubernetes'
                        or not exists (select 1 from "Cluster" where target = 'kubernetes')), '{}') as regions`;
 
 export async function readOrderFacts(
   pool: pg.Pool,
-  input: { organizationId: string; userId: string; plan: string; addons: string[] },
+  input: { organizationId: string; userId: string; plan: string; addons: string[]; domain: string },
 ): Promise<OrderFacts> {
   const { rows } = await pool.query<OrderFacts & { user: OrderFacts['user'] | null }>({
     name: 'order-facts',
     text: FACTS,
-    values: [input.organizationId, input.userId, input.plan, input.addons],
+    values: [input.organizationId, input.userId, input.plan, input.addons, domainLookupKey(input.domain)],
   });
   const row = rows[0] as OrderFacts & { user: OrderFacts['user'] | null };
   return { ...row, user: row.user ?? { hasPassword: false, emailVerified: false } };
+}
+
+/** `DomainFacts` alone, for checking a domain without ordering (`GET /v1/domains/check`). */
+export async function readDomainFacts(
+  pool: pg.Pool,
+  input: { organizationId: string; userId: string; domain: string },
+): Promise<DomainFacts> {
+  const { rows } = await pool.query<DomainFacts>({
+    name: 'domain-facts',
+    text: `select ${domainFactColumns('$3')}`,
+    values: [input.organizationId, input.userId, domainLookupKey(input.domain)],
+  });
+  return rows[0] as DomainFacts;
 }
 
 /**

@@ -8,7 +8,6 @@ import {
   subscriptionStartStatement,
 } from '../../billing/subscriptions.ts';
 import { combine, execute, isUniqueViolation } from '../../core/db.ts';
-import { acceptServerDomain } from '../../core/domain/custom-domain.ts';
 import { AppError, type FieldError } from '../../core/errors.ts';
 import type { OrderStatus } from '../../core/generated/prisma/enums.ts';
 import { reconcileJobStatement } from '../../provisioner/index.ts';
@@ -23,6 +22,7 @@ import {
   MANAGING_ROLES,
   MEMBER_ROLES,
 } from '../policy.ts';
+import { acceptOrderDomain, domainTaken } from './order-domain.ts';
 import { orderInsertStatements, readOrderFacts } from './orders.repository.ts';
 
 export interface CreateOrderInput {
@@ -45,7 +45,7 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
   const facts = await readOrderFacts(deps.pool, { ...input, userId: ctx.actor.userId });
   decideOrganizationAccess(ctx.actor, input.organizationId, facts, MANAGING_ROLES);
   assertMayOrder(facts.user);
-  const domain = acceptServerDomain(input.domain, deps.config.baseDomain, facts.verifiedDomains);
+  const domain = acceptOrderDomain(input.domain, deps.config.baseDomain, facts);
   const plan = facts.plan;
   if (!plan?.active) {
     throw new AppError('unprocessable', `There is no plan "${input.plan}".`, {
@@ -126,6 +126,7 @@ export async function createOrder(deps: ApiDeps, ctx: RequestContext, input: Cre
     // One statement, one round trip: it all commits, or none of it does.
     await execute(deps.pool, combine(paid ? 'order-create-paid' : 'order-create', writes));
   } catch (error) {
+    // Another order took the domain between the facts and this write.
     if (isUniqueViolation(error, 'Instance_domain_key')) throw domainTaken(domain);
     throw error;
   }
@@ -244,16 +245,6 @@ export async function cancelOrder(deps: ApiDeps, ctx: RequestContext, orderId: s
     });
     return cancelled;
   });
-}
-
-function domainTaken(domain: string): AppError {
-  return new AppError(
-    'domain_unavailable',
-    `The domain ${domain} is taken or was used before; Mastodon domains are never reused.`,
-    {
-      errors: [{ field: 'domain', message: 'Already in use.' }],
-    },
-  );
 }
 
 /** An order as the API shows it. */

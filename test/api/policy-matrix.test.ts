@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { findOperation, openApiDocument } from '../../api/openapi.ts';
-import { hashToken } from '../../core/crypto.ts';
+import { hashToken, makeMasterKey, makeSecretBox } from '../../core/crypto.ts';
+import { registerCluster } from '../../provisioner/clusters.ts';
+import { backupLocation } from '../../provisioner/manifests/render-backup.ts';
 import { call, startTestApp, type TestApp } from '../support/app.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
@@ -59,10 +61,15 @@ let othersTokenId: string;
 const unpaidOrders = new Map<Caller, string>();
 /** A running fleet upgrade, made in `before`, that the staff rows read and stop. */
 let fleetUpgradeId: string;
+/** A completed backup in a cluster's backup bucket (never fetched: the rows stop at the redirect). */
+const completedBackup = { instanceId: '', backupId: '' };
+const masterKey = makeMasterKey('matrix');
 
 before(async () => {
   database = await makeTestDatabase();
-  app = await startTestApp(database);
+  app = await startTestApp(database, {
+    WOOLLY_MASTER_KEYS: `${masterKey.id}:${masterKey.key.toString('base64')}`,
+  });
   const owner = await createUserWithToken(database.db);
   org = await createOrganization(database.db, owner.userId, 'owner');
   tokens.set('owner', owner.token);
@@ -155,6 +162,47 @@ before(async () => {
   await server('backup', 'running');
   await server('retry', 'failed');
   await server('foreign', 'running', { organizationId: foreignOrg });
+  const backups = {
+    bucket: 'matrix-backups',
+    endpoint: 'https://s3.example.test',
+    region: 'eu-central-1',
+    prefix: 'woolly-backups',
+  };
+  const backupCluster = await registerCluster(database.db, makeSecretBox([masterKey]), {
+    name: 'matrix-backups',
+    region: 'eu-central',
+    capacity: 10,
+    kubeconfig: `current-context: c
+contexts: [{ name: c, context: { cluster: k, user: u } }]
+clusters: [{ name: k, cluster: { server: "https://10.0.0.1:6443" } }]
+`,
+    databaseAdminUrl: 'postgresql://admin:pw@10.0.0.5:5432/postgres',
+    settings: { backups },
+    backupCredentials: { accessKeyId: 'AKIAMATRIXEXAMPLE', secretAccessKey: 'matrix-secret' },
+  });
+  completedBackup.instanceId = (
+    await database.db.instance.create({
+      data: {
+        organizationId: org,
+        planId: starter.id,
+        clusterId: backupCluster.id,
+        domain: `download-${randomUUID().slice(0, 6)}.woolly.test`,
+        mastodonVersion: 'v4.5.11',
+        status: 'running',
+        spec: {},
+      },
+    })
+  ).id;
+  completedBackup.backupId = randomUUID();
+  await database.db.backup.create({
+    data: {
+      id: completedBackup.backupId,
+      instanceId: completedBackup.instanceId,
+      status: 'completed',
+      location: backupLocation(backups, completedBackup.instanceId, completedBackup.backupId),
+      completedAt: new Date(),
+    },
+  });
   const bystander = await createUserWithToken(database.db);
   othersTokenId = (await database.db.apiToken.findFirstOrThrow({ where: { userId: bystander.userId } })).id;
   operationId = (
@@ -196,6 +244,8 @@ interface Route {
     method?: string;
     body?: unknown;
     headers?: Record<string, string>;
+    /** `manual` for a route that answers with a redirect: the row checks the status only. */
+    redirect?: RequestRedirect;
   };
   expected: Partial<Record<Caller | 'member' | 'staff', number>>;
 }
@@ -247,6 +297,19 @@ const ROUTES: Route[] = [
       },
     }),
     expected: { anonymous: 401, outsider: 404, member: 404, staff: 404 },
+  },
+  {
+    name: 'check a domain for an order of the organization (owners, admins, billing)',
+    request: () => ({ path: `/v1/domains/check?organizationId=${org}&domain=matrix-check.woolly.test` }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 404,
+      billing: 200,
+      admin: 200,
+      owner: 200,
+      staff: 200,
+    },
   },
   {
     name: 'approve payment of the order (staff only)',
@@ -611,6 +674,22 @@ const ROUTES: Route[] = [
     },
   },
   {
+    name: 'download a completed backup (owner, admin)',
+    request: () => ({
+      path: `/v1/instances/${completedBackup.instanceId}/backups/${completedBackup.backupId}/download`,
+      redirect: 'manual',
+    }),
+    expected: {
+      anonymous: 401,
+      outsider: 404,
+      viewer: 403,
+      billing: 403,
+      admin: 302,
+      owner: 302,
+      staff: 302,
+    },
+  },
+  {
     name: 'create an organization (anyone signed in becomes its owner)',
     request: (caller) => ({
       path: '/v1/organizations',
@@ -810,8 +889,14 @@ describe('policy matrix', () => {
     for (const caller of CALLERS) {
       const status = expect(caller, route.expected);
       test(`${route.name}: ${caller} → ${status}`, async () => {
-        const { path, method, body, headers } = route.request(caller);
-        const response = await call(`${app.url}${path}`, { method, token: tokenOf(caller), body, headers });
+        const { path, method, body, headers, redirect } = route.request(caller);
+        const response = await call(`${app.url}${path}`, {
+          method,
+          token: tokenOf(caller),
+          body,
+          headers,
+          redirect,
+        });
         assert.equal(response.status, status, JSON.stringify(response.body));
       });
     }

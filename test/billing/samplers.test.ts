@@ -13,7 +13,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { parseCrontab } from 'graphile-worker';
 import pg from 'pg';
-import { type BucketSizer, makeS3BucketSizer, signS3Get } from '../../billing/bucket-sizer.ts';
+import { type BucketSizer, makeS3BucketSizer } from '../../billing/bucket-sizer.ts';
 import { makeMastodonMeasures } from '../../billing/mastodon-measures.ts';
 import {
   daysToSample,
@@ -31,6 +31,7 @@ import {
 } from '../../billing/samplers.ts';
 import { makeMasterKey, makeSecretBox } from '../../core/crypto.ts';
 import { makeLogger } from '../../core/log.ts';
+import { signS3Get } from '../../core/s3-signing.ts';
 import { makeTestDatabase, type TestDatabase } from '../support/db.ts';
 import { createOrganization, createUserWithToken } from '../support/factories.ts';
 import { type S3Server, s3ServerSkipReason, startS3Server } from '../support/s3-server.ts';

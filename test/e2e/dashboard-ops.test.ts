@@ -203,7 +203,7 @@ test('billing: MRR, revenue by service, churn, past due and usage charts', (t) =
     const page = await open(browser, '/billing', 'MRR · EUR');
     await page.getByRole('link', { name: 'late-ops.woolly.test' }).waitFor();
     await page.getByText('By service, EUR: €24.00 in all').waitFor();
-    await page.getByText('storage gb hours').first().waitFor({ timeout: 10_000 });
+    await page.getByText('Media storage').first().waitFor({ timeout: 10_000 });
     assert.equal(await page.locator('figure svg[role="img"]').count(), 3, 'a chart per meter');
     await check(page, 'ops-billing');
   }));

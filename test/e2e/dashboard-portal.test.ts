@@ -247,7 +247,30 @@ test('a new customer names an organization, then orders a server', async (t) => 
       .waitFor({ timeout: 10_000 });
     assert.equal(await orders(), 0, 'a refused domain orders nothing');
 
-    await page.getByRole('textbox', { name: 'Domain' }).fill('knitting.woolly.test');
+    // The API checks the domain while it is typed, before any order: another club's server
+    // holds chess.woolly.test.
+    const field = page.getByRole('textbox', { name: 'Domain' });
+    await field.fill('chess.woolly.test');
+    await page
+      .locator('#domain-error')
+      .getByText(
+        'The domain chess.woolly.test is taken or was used before; Mastodon domains are never reused.',
+      )
+      .waitFor({ timeout: 10_000 });
+    assert.equal(await field.getAttribute('aria-invalid'), 'true');
+    assert.match((await field.getAttribute('aria-describedby')) ?? '', /\bdomain-error\b/);
+    assert.equal(await orders(), 0, 'checking a domain orders nothing');
+    assert.equal(
+      await database.db.instance.count({ where: { organizationId: membership.organizationId } }),
+      0,
+    );
+
+    await field.fill('knitting.woolly.test');
+    await page
+      .getByRole('status')
+      .getByText('✓ knitting.woolly.test is available')
+      .waitFor({ timeout: 10_000 });
+    assert.equal(await field.getAttribute('aria-invalid'), null);
     await page.getByRole('button', { name: 'Order server' }).click();
     await page.getByText('awaits approval by Woolly staff').waitFor({ timeout: 10_000 });
     const order = await database.db.order.findFirstOrThrow({

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { makeApp } from '../../api/app.ts';
-import type { Mailer } from '../../api/auth/mailer.ts';
+import type { ApiDeps } from '../../api/context.ts';
 import { findOperation, responseErrors } from '../../api/openapi.ts';
 import { listen } from '../../api/server.ts';
-import type { StripeGateway } from '../../billing/stripe-gateway.ts';
 import { loadConfig } from '../../core/config.ts';
 import { type Db, makePool } from '../../core/db.ts';
 import { makeLogger } from '../../core/log.ts';
@@ -21,8 +20,8 @@ export interface TestApp {
 export async function startTestApp(
   database: { db: Db; url: string },
   env: Record<string, string> = {},
-  /** A mailer to read sent mail from; unset: the app's own in-memory outbox. */
-  deps: { mailer?: Mailer; stripeGateway?: StripeGateway } = {},
+  /** A mailer to read sent mail from (unset: the app's own outbox), Stripe, where backup links point. */
+  deps: Pick<ApiDeps, 'mailer' | 'stripeGateway' | 'backupEndpointOf'> = {},
 ): Promise<TestApp> {
   const { db } = database;
   const pool = makePool(database.url);
@@ -69,7 +68,8 @@ function assertDocumented(method: string, pathname: string, response: Response, 
       `${method} ${pathname} → ${response.status} does not match the OpenAPI document: ${errors.join('; ')}`,
     );
   }
-  if (response.status === 204) return;
+  // A redirect (a backup download) has no body, only its Location.
+  if (response.status === 204 || (response.status >= 300 && response.status < 400)) return;
   const expected = response.status >= 400 ? 'application/problem+json' : 'application/json';
   const type = response.headers.get('content-type') ?? '';
   if (!type.startsWith(expected))
@@ -85,6 +85,8 @@ export async function call(
     body?: unknown;
     rawBody?: string;
     headers?: Record<string, string>;
+    /** `manual` to see a redirect instead of following it. */
+    redirect?: RequestRedirect;
   } = {},
   // biome-ignore lint/suspicious/noExplicitAny: tests read response bodies of many shapes and assert on them.
 ): Promise<{ status: number; headers: Headers; body: any }> {
@@ -95,7 +97,12 @@ export async function call(
     headers['content-type'] ??= 'application/json';
     body = options.rawBody ?? JSON.stringify(options.body);
   }
-  const response = await fetch(url, { method: options.method ?? (body ? 'POST' : 'GET'), headers, body });
+  const response = await fetch(url, {
+    method: options.method ?? (body ? 'POST' : 'GET'),
+    headers,
+    body,
+    redirect: options.redirect,
+  });
   const text = await response.text();
   let parsed: unknown = text;
   try {

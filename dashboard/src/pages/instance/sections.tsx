@@ -3,7 +3,7 @@ import { api, idempotencyKey, ok } from '../../api.ts';
 import { useAction, useQuery } from '../../data.ts';
 import { ColumnChart } from '../../ui/charts.tsx';
 import { Loading, ProblemAlert } from '../../ui/feedback.tsx';
-import { formatDate, formatDateTime, formatMoney, humanize } from '../../ui/format.ts';
+import { formatDate, formatDateTime, formatMoney, meterTitle } from '../../ui/format.ts';
 import { StatusBadge } from '../../ui/status.tsx';
 import type { Instance, Powers } from '../instance.tsx';
 
@@ -27,7 +27,7 @@ export function Usage({ instance }: { instance: Instance }) {
           {usage.data.meters.map((meter) => (
             <ColumnChart
               key={meter.meter}
-              title={humanize(meter.meter)}
+              title={meterTitle(meter.meter)}
               unit={meter.unit}
               limit={dailyAllowance(meter.meter, meter.included)}
               points={meter.days.map((day) => ({ label: formatDate(day.date), value: day.quantity }))}
@@ -204,8 +204,8 @@ export function Backups({ instance, powers }: { instance: Instance; powers: Powe
                       {backup.sizeBytes === null ? '—' : `${(backup.sizeBytes / 1024 ** 2).toFixed(1)} MiB`}
                     </td>
                     <td className="wrap">
-                      {backup.location?.startsWith('https://') ? (
-                        <a href={backup.location}>Download</a>
+                      {backup.status === 'completed' && powers.operate ? (
+                        <a href={`/v1/instances/${instance.id}/backups/${backup.id}/download`}>Download</a>
                       ) : (
                         <code>{backup.location ?? '—'}</code>
                       )}

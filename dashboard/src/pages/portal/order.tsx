@@ -1,4 +1,4 @@
-import { type FormEvent, useRef, useState } from 'react';
+import { type FormEvent, useEffect, useRef, useState } from 'react';
 import { api, idempotencyKey, ok, type Schemas } from '../../api.ts';
 import { useAction, useQuery } from '../../data.ts';
 import { useOrganization } from '../../organization.tsx';
@@ -61,6 +61,29 @@ function OrderForm({ membership }: { membership: Membership }) {
   const [tried, setTried] = useState(false);
   const attempt = useRef<{ body: string; key: string }>(null);
   const settled = useDebounced(domain, 400);
+  const [verdict, setVerdict] = useState<{ input: string; check: Schemas['DomainCheck'] }>();
+  const allowed = mayManage(session, membership.organizationId);
+
+  // Once the syntax is right, the API decides the rest as the order would (taken, reserved, not
+  // this organization's). Only the answer for the latest settled input is kept.
+  useEffect(() => {
+    if (!allowed || !settled || domainProblem(settled)) return;
+    let latest = true;
+    api
+      .GET('/v1/domains/check', {
+        params: { query: { organizationId: membership.organizationId, domain: settled.trim() } },
+      })
+      .then(
+        ({ data }) => {
+          if (latest && data) setVerdict({ input: settled, check: data });
+        },
+        // A failed check only leaves the field unchecked: the order itself still decides.
+        () => undefined,
+      );
+    return () => {
+      latest = false;
+    };
+  }, [settled, allowed, membership.organizationId]);
 
   if (!plans.data || !addons.data) return <Loading problem={plans.error ?? addons.error} lines={8} />;
   const plan = plans.data.data.find((p) => p.code === picked) ?? plans.data.data[0];
@@ -68,8 +91,10 @@ function OrderForm({ membership }: { membership: Membership }) {
   const offered = addons.data.data.filter((addon) => plan.addons.includes(addon.code));
   const selected = offered.filter((addon) => chosen.includes(addon.code));
   const total = plan.price.amountMinor + selected.reduce((sum, addon) => sum + addon.price.amountMinor, 0);
-  const domainError = (tried || settled) && domainProblem(tried ? domain : settled);
-  const allowed = mayManage(session, membership.organizationId);
+  const checked = verdict?.input === domain ? verdict.check : undefined;
+  const domainError =
+    ((tried || settled) && domainProblem(tried ? domain : settled)) ||
+    (checked?.available === false ? checked.reason : null);
 
   if (placed) {
     return (
@@ -150,12 +175,15 @@ function OrderForm({ membership }: { membership: Membership }) {
           spellCheck={false}
           placeholder="chess.example.org"
           aria-invalid={domainError ? true : undefined}
-          aria-describedby="domain-warning domain-error"
+          aria-describedby="domain-warning domain-error domain-status"
           value={domain}
           onChange={(e) => setDomain(e.target.value)}
         />
         <p id="domain-error" className="field-error" aria-live="polite">
           {domainError || ''}
+        </p>
+        <p id="domain-status" role="status" className="hint">
+          {checked?.available && !domainError ? `✓ ${checked.domain} is available` : ''}
         </p>
         <p id="domain-warning" className="warning">
           <strong>The domain can never be changed.</strong> It becomes your server's name on the fediverse and
